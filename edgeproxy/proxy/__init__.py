@@ -1,0 +1,1 @@
+"""Upstream pools and the forwarding of one request."""

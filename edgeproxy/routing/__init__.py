@@ -1,0 +1,1 @@
+"""Compiled route table, path normalisation and rewrites."""
