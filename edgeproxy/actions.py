@@ -1,0 +1,107 @@
+"""Route actions by the name `rules.yaml` uses for them: `proxy`, `redirect`, `respond`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from edgeproxy.config.models import Route, ServerConfig
+from edgeproxy.context import RequestContext
+from edgeproxy.proxy.forward import ProxyAction
+from edgeproxy.proxy.headers import HeaderRules, TrustedProxies
+from edgeproxy.proxy.upstreams import UpstreamPool
+from edgeproxy.responses import send_bytes
+from edgeproxy.routing.paths import RequestPath
+from edgeproxy.routing.rewrite import PathRewriter, Template, redirect_target
+from edgeproxy.routing.table import RouteMatch
+from edgeproxy.types import Receive, Scope, Send
+
+
+class Action(Protocol):
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an action may need beyond its route."""
+
+    server: ServerConfig
+    pools: Mapping[str, UpstreamPool]
+    trusted: TrustedProxies
+    session: aiohttp.ClientSession
+
+
+class RedirectAction:
+    def __init__(self, route: Route) -> None:
+        assert route.redirect is not None
+        self.status = route.redirect.status
+        self.target = Template(route.redirect.to)
+        self.response_rules = HeaderRules(route.headers.response)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        location = redirect_target(self.target, match, scope["query_string"])
+        headers = self.response_rules.apply([(b"location", location.encode("latin-1"))])
+        ctx.status = self.status
+        await send_bytes(send, self.status, headers, b"")
+
+
+class RespondAction:
+    def __init__(self, route: Route) -> None:
+        assert route.respond is not None
+        self.status = route.respond.status
+        self.body = route.respond.body.encode()
+        headers = [(b"content-type", route.respond.content_type.encode())]
+        self.headers = HeaderRules(route.headers.response).apply(headers)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        ctx.status = self.status
+        # uvicorn drops the body of a HEAD response but keeps its Content-Length.
+        await send_bytes(send, self.status, self.headers, self.body)
+
+
+def _proxy(route: Route, build: BuildContext) -> Action:
+    assert route.proxy is not None
+    return ProxyAction(
+        pool=build.pools[route.proxy],
+        rewriter=PathRewriter(route),
+        request_rules=HeaderRules(route.headers.request),
+        response_rules=HeaderRules(route.headers.response),
+        preserve_host=route.preserve_host,
+        max_body_size=route.max_body_size or build.server.max_body_size,
+        trusted=build.trusted,
+        session=build.session,
+    )
+
+
+ACTIONS: Mapping[str, Callable[[Route, BuildContext], Action]] = {
+    "proxy": _proxy,
+    "redirect": lambda route, build: RedirectAction(route),
+    "respond": lambda route, build: RespondAction(route),
+}

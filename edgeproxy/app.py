@@ -1,0 +1,204 @@
+"""Building the ASGI app from a config file, and its lifespan: clients, watchers, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edgeproxy.accesslog import AccessLog
+from edgeproxy.config.loader import load_config
+from edgeproxy.config.models import RulesConfig
+from edgeproxy.config.reload import watch_config
+from edgeproxy.exceptions import ConfigError
+from edgeproxy.gateway import Gateway
+from edgeproxy.internal import InternalApp
+from edgeproxy.metrics import Metrics
+from edgeproxy.proxy.healthchecks import run_health_checks
+from edgeproxy.proxy.upstreams import UpstreamPool, UpstreamRegistry
+from edgeproxy.server import AbortedResponseFilter
+from edgeproxy.runtime import Runtime, build_runtime, resolve_state_dir
+from edgeproxy.types import Receive, Scope, Send
+
+logger = logging.getLogger("edgeproxy")
+
+CONFIG_ENV = "EDGEPROXY_CONFIG"
+STATE_DIR_ENV = "EDGEPROXY_STATE_DIR"
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+class EdgeApp:
+    """The running gateway: serves with the current runtime and swaps it on reload."""
+
+    def __init__(self, config_path: str | os.PathLike[str], state_dir: str | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.state_dir_override = state_dir
+        self.metrics = Metrics()
+        self.registry = UpstreamRegistry()
+        self._runtime: Runtime | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._health: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._ready = False
+        self.reloads = 0
+        self.last_error: ConfigError | None = None
+        self.last_attempt = 0.0
+        self.internal = InternalApp(self.status, lambda: self._ready, self.metrics)
+        self.gateway: Gateway | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("the app has not started (lifespan startup not run)")
+        return self._runtime
+
+    @property
+    def state_dir(self) -> Path:
+        return resolve_state_dir(self.runtime.config, self.config_path, self.state_dir_override)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self.gateway is None:
+            raise RuntimeError("the app has not started (lifespan startup not run)")
+        await self.gateway(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except ConfigError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        config = load_config(self.config_path)
+        self._apply(config)
+        access_log = AccessLog() if config.server.access_log else None
+        self.gateway = Gateway(lambda: self.runtime, self.internal, self.metrics, access_log)
+        self._tasks.append(asyncio.create_task(watch_config(self.config_path, self.reload, self._stop)))
+        if threading.current_thread() is threading.main_thread():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+        logging.getLogger("uvicorn.error").addFilter(AbortedResponseFilter())
+        self._ready = True
+        logger.info("serving %d routes from %s", len(config.routes), self.config_path)
+
+    async def shutdown(self) -> None:
+        self._ready = False
+        self._stop.set()
+        if threading.current_thread() is threading.main_thread():
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for stop, _ in self._health.values():
+            stop.set()
+        tasks = [*self._tasks, *(task for _, task in self._health.values())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def reload(self) -> bool:
+        """Load the config file again; on any error keep serving the last good config."""
+        self.last_attempt = time.time()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.last_error = exc
+            self.metrics.reloads.labels("error").inc()
+            self.metrics.config_ok.set(0)
+            logger.error("config reload failed; still serving version %d:\n%s", self.runtime.version, exc)
+            return False
+        self._apply(config)
+        self.metrics.reloads.labels("ok").inc()
+        logger.info("config reloaded: version %d", self.runtime.version)
+        return True
+
+    def _apply(self, config: RulesConfig) -> None:
+        if self._session is None:
+            raise RuntimeError("the upstream client session is not open")
+        digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
+        added, dropped = self.registry.update(config.origins)
+        version = self._runtime.version + 1 if self._runtime else 1
+        self._runtime = build_runtime(
+            config, pools=self.registry.pools, session=self._session, version=version, digest=digest
+        )
+        self.reloads += 1 if version > 1 else 0
+        self.last_error = None
+        self.metrics.config_ok.set(1)
+        for pool in dropped:
+            stopped = self._health.pop(id(pool), None)
+            if stopped is not None:
+                stopped[0].set()
+        for pool in added:
+            self._start_health_checks(pool)
+
+    def _start_health_checks(self, pool: UpstreamPool) -> None:
+        if pool.config.health_check is None or self._session is None:
+            return
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_health_checks(self._session, pool, stop))
+        self._health[id(pool)] = (stop, task)
+
+    def status(self) -> dict[str, Any]:
+        runtime = self.runtime
+        return {
+            "config": {
+                "path": str(self.config_path),
+                "version": runtime.version,
+                "digest": runtime.digest,
+                "loaded_at": _iso(runtime.loaded_at),
+                "reloads": self.reloads,
+            },
+            "last_reload": {
+                "ok": self.last_error is None,
+                "at": _iso(self.last_attempt) if self.last_attempt else None,
+                "errors": [str(issue) for issue in self.last_error.issues] if self.last_error else [],
+            },
+            "routes": len(runtime.table.routes),
+            "origins": {
+                name: [
+                    {
+                        "url": target.url,
+                        "healthy": target.healthy,
+                        "ejected": target.ejected_until > time.monotonic(),
+                        "active": target.active,
+                    }
+                    for target in pool.targets
+                ]
+                for name, pool in self.registry.pools.items()
+            },
+        }
+
+
+def create_app(config_path: str | os.PathLike[str], state_dir: str | None = None) -> EdgeApp:
+    return EdgeApp(config_path, state_dir)
+
+
+def app_from_env() -> EdgeApp:
+    """The app for `uvicorn --factory`: config path and state dir come from the environment."""
+    return EdgeApp(os.environ.get(CONFIG_ENV, "rules.yaml"), os.environ.get(STATE_DIR_ENV) or None)

@@ -1,0 +1,148 @@
+"""The `edgeproxy` command line.
+
+    edgeproxy serve   [--config FILE] [--host H] [--port P] [--state-dir DIR] [--workers N]
+    edgeproxy check   [FILE]
+    edgeproxy schema
+    edgeproxy routes  [--config FILE] [--explain URL] [--method M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from edgeproxy import __version__
+from edgeproxy.config.loader import config_json_schema, load_config
+from edgeproxy.config.models import RulesConfig
+from edgeproxy.exceptions import BadRequest, ConfigError
+from edgeproxy.routing.paths import parse_path
+from edgeproxy.routing.table import CompiledRoute, RouteTable
+
+DEFAULT_CONFIG = "rules.yaml"
+
+
+def _load(path: str) -> RulesConfig | None:
+    try:
+        return load_config(path)
+    except FileNotFoundError:
+        print(f"{path}: no such file", file=sys.stderr)
+    except ConfigError as exc:
+        count = len(exc.issues)
+        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from edgeproxy import app, server
+
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    os.environ[app.CONFIG_ENV] = os.path.abspath(args.config)
+    if args.state_dir:
+        os.environ[app.STATE_DIR_ENV] = os.path.abspath(args.state_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server.run(
+        host=host,
+        port=port,
+        workers=args.workers,
+        keep_alive=config.server.timeouts.keep_alive,
+        shutdown_timeout=config.server.timeouts.shutdown,
+        header_timeout=config.server.timeouts.header_read,
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    print(f"{args.file}: OK")
+    print(f"  listen {config.server.listen}, state dir {config.server.state_dir}")
+    print(f"  {len(config.origins)} origin(s): {', '.join(config.origins) or '-'}")
+    print(f"  {len(config.routes)} route(s)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config_json_schema(), indent=2))
+    return 0
+
+
+def describe(route: CompiledRoute) -> list[str]:
+    config = route.config
+    hosts = ",".join(config.match.host) if config.match.host else "*"
+    methods = ",".join(config.match.methods) if config.match.methods else "any"
+    if config.proxy is not None:
+        action = f"proxy {config.proxy}"
+    elif config.redirect is not None:
+        action = f"redirect {config.redirect.status} {config.redirect.to}"
+    else:
+        assert config.respond is not None
+        action = f"respond {config.respond.status}"
+    return [route.name, hosts, config.match.path, methods, action]
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    table = RouteTable(config.routes)
+    if args.explain:
+        url = urlsplit(args.explain if "://" in args.explain else f"http://{args.explain}")
+        try:
+            path = parse_path((url.path or "/").encode())
+        except BadRequest as exc:
+            print(f"{args.explain}: refused with 400: {exc.detail}")
+            return 1
+        for line in table.explain(url.netloc, path, args.method.upper()):
+            print(line)
+        return 0
+    rows = [["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in table.routes)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="edgeproxy", description="A self-hosted edge gateway.")
+    root.add_argument("--version", action="version", version=f"edgeproxy {__version__}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="rules file (default: rules.yaml)")
+    serve.add_argument("--host", help="address to listen on (default: from server.listen)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: from server.listen)")
+    serve.add_argument("--state-dir", help="where state is written (default: server.state_dir)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check", help="validate a rules file and list every error")
+    check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml")
+    schema.set_defaults(func=cmd_schema)
+
+    routes = commands.add_parser("routes", help="print the compiled route table")
+    routes.add_argument("--config", default=DEFAULT_CONFIG)
+    routes.add_argument("--explain", metavar="URL", help="show which route wins for URL and why")
+    routes.add_argument("--method", default="GET", help="method for --explain (default: GET)")
+    routes.set_defaults(func=cmd_routes)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

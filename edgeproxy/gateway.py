@@ -1,0 +1,105 @@
+"""The gateway: the pure-ASGI entry point every request passes through."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from edgeproxy.accesslog import AccessLog
+from edgeproxy.context import RequestContext
+from edgeproxy.exceptions import BadRequest, NotFound, RequestError, UpstreamError
+from edgeproxy.metrics import Metrics
+from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.responses import deny_websocket, send_error
+from edgeproxy.routing.paths import parse_path
+from edgeproxy.runtime import Runtime
+from edgeproxy.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("edgeproxy.gateway")
+
+INTERNAL_PREFIX = b"/_edge/"
+
+
+def request_host(scope: Scope) -> str:
+    hosts = [value for name, value in scope["headers"] if name == b"host"]
+    if len(hosts) != 1:
+        raise BadRequest(f"a request needs exactly one Host header (got {len(hosts)})")
+    return hosts[0].decode("latin-1")
+
+
+class Gateway:
+    """Routes each request to its route's action, or to the internal `/_edge/` app."""
+
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        internal: ASGIApp,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
+        self.runtime = runtime
+        self.internal = internal
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if raw_path.startswith(INTERNAL_PREFIX) or raw_path == INTERNAL_PREFIX[:-1]:
+            await self.internal(scope, receive, send)
+            return
+        runtime = self.runtime()
+        started = time.perf_counter()
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        ctx = RequestContext(host="", client_ip=peer, scheme=scope.get("scheme", "http"))
+        request_id = secrets.token_hex(8)
+        response_started = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal response_started
+            kind = message["type"]
+            if kind == "http.response.body":
+                ctx.bytes_sent += len(message.get("body", b""))
+            elif kind in ("http.response.start", "websocket.http.response.start"):
+                response_started = True
+                ctx.status = message["status"]
+            elif kind == "websocket.accept":
+                response_started = True
+                ctx.status = 101
+            await send(message)
+
+        try:
+            ctx.host = request_host(scope)
+            if runtime.trusted.trusts(peer):
+                forwarded = [v for n, v in scope["headers"] if n == b"x-forwarded-for"]
+                ctx.client_ip = runtime.trusted.client_ip(peer, forwarded)
+            path = parse_path(raw_path)
+            match = runtime.table.match(ctx.host, path, scope.get("method", "GET"))
+            if match is None:
+                raise NotFound(f"no route for {ctx.host}{path.normalized}")
+            ctx.route = match.route.name
+            action = match.route.payload
+            if scope["type"] == "websocket":
+                if not hasattr(action, "websocket"):
+                    raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
+                await action.websocket(scope, receive, observed_send, match, path, ctx)
+            else:
+                await action(scope, receive, observed_send, match, path, ctx)
+        except RequestError as exc:
+            ctx.error = exc.code
+            if isinstance(exc, UpstreamError):
+                self.metrics.upstream_errors.labels(ctx.route, exc.code).inc()
+                logger.warning("%s %s: %s", ctx.route, exc.code, exc.detail)
+            if response_started:
+                raise ResponseAborted(exc.detail) from exc
+            if scope["type"] == "websocket":
+                await deny_websocket(scope, observed_send, exc, request_id)
+            else:
+                await send_error(scope, observed_send, exc, request_id)
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(ctx.route, ctx.status, seconds)
+            if self.access_log is not None:
+                self.access_log.write(scope, ctx, seconds, request_id)

@@ -1,0 +1,59 @@
+"""The gateway's own endpoints under `/_edge/`: health, readiness, status, metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from edgeproxy.metrics import Metrics
+from edgeproxy.responses import send_bytes
+from edgeproxy.types import Receive, Scope, Send
+
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class InternalApp:
+    def __init__(
+        self, status: Callable[[], Mapping[str, Any]], ready: Callable[[], bool], metrics: Metrics
+    ) -> None:
+        self.status = status
+        self.ready = ready
+        self.metrics = metrics
+        self.endpoints: Mapping[str, Callable[[], Awaitable[tuple[int, bytes, bytes]]]] = {
+            "/_edge/health": self._health,
+            "/_edge/ready": self._ready,
+            "/_edge/status": self._status,
+            "/_edge/metrics": self._metrics,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        endpoint = self.endpoints.get(scope["path"].rstrip("/"))
+        if endpoint is None:
+            body = json.dumps({"error": "not-found", "detail": f"no internal endpoint {scope['path']}"})
+            await send_bytes(send, 404, [_JSON, _NO_STORE], body.encode())
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            body = json.dumps({"error": "method-not-allowed", "detail": "use GET"})
+            await send_bytes(send, 405, [_JSON, _NO_STORE, (b"allow", b"GET, HEAD")], body.encode())
+            return
+        status, content_type, body = await endpoint()
+        await send_bytes(send, status, [(b"content-type", content_type), _NO_STORE], body)
+
+    async def _health(self) -> tuple[int, bytes, bytes]:
+        return 200, _JSON[1], b'{"status":"ok"}'
+
+    async def _ready(self) -> tuple[int, bytes, bytes]:
+        if self.ready():
+            return 200, _JSON[1], b'{"ready":true}'
+        return 503, _JSON[1], b'{"ready":false}'
+
+    async def _status(self) -> tuple[int, bytes, bytes]:
+        return 200, _JSON[1], json.dumps(self.status(), indent=2).encode()
+
+    async def _metrics(self) -> tuple[int, bytes, bytes]:
+        return 200, b"text/plain; version=0.0.4; charset=utf-8", self.metrics.render()

@@ -1,0 +1,36 @@
+"""Upstream failures mapped to client-facing errors, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+
+from edgeproxy.exceptions import (
+    EdgeError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+
+
+class ResponseAborted(EdgeError):
+    """The origin failed after the response had started; the client connection is cut."""
+
+
+@contextmanager
+def upstream_errors(where: str) -> Iterator[None]:
+    """Translate aiohttp's exceptions for a request to `where` into edgeproxy's (502/504)."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise UpstreamConnectError(f"cannot connect to {where}: {reason}") from exc
+    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        raise UpstreamTimeout(f"{where} did not answer in time") from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise UpstreamConnectError(f"connection to {where} was closed: {exc}") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+        raise UpstreamProtocolError(f"{where} sent an invalid response: {exc}") from exc

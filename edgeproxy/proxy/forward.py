@@ -1,0 +1,344 @@
+"""Forwarding one HTTP request to an upstream pool, streaming both bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from yarl import URL
+
+from edgeproxy.context import RequestContext
+from edgeproxy.exceptions import (
+    PayloadTooLarge,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from edgeproxy.proxy.errors import ResponseAborted, upstream_errors
+from edgeproxy.proxy.headers import (
+    HeaderRules,
+    TrustedProxies,
+    client_response_headers,
+    upstream_request_headers,
+)
+from edgeproxy.proxy.upstreams import Target, UpstreamPool
+from edgeproxy.proxy.websocket import HANDSHAKE, proxy_websocket
+from edgeproxy.routing.paths import RequestPath
+from edgeproxy.routing.rewrite import PathRewriter
+from edgeproxy.routing.table import RouteMatch
+from edgeproxy.types import Receive, Scope, Send
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# aiohttp adds these unless told not to; a proxy forwards only what the client sent.
+_SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+class RequestBody:
+    """The client's body as an async iterator, enforcing the size limit as it streams."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self.started = False
+        self.complete = False
+        self.error: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        received = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.error = ClientGone()
+                raise self.error
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self._limit:
+                self.error = PayloadTooLarge(f"request body is larger than {self._limit} bytes")
+                raise self.error
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                self.complete = True
+                return
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, or None when it has none (chunked or no body)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def has_body(scope: Scope, length: int | None) -> bool:
+    if length is not None:
+        return length > 0
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+class ProxyAction:
+    """The `proxy:` action of one route."""
+
+    def __init__(
+        self,
+        *,
+        pool: UpstreamPool,
+        rewriter: PathRewriter,
+        request_rules: HeaderRules,
+        response_rules: HeaderRules,
+        preserve_host: bool,
+        max_body_size: int,
+        trusted: TrustedProxies,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.pool = pool
+        self.rewriter = rewriter
+        self.request_rules = request_rules
+        self.response_rules = response_rules
+        self.preserve_host = preserve_host
+        self.max_body_size = max_body_size
+        self.trusted = trusted
+        self.session = session
+        origin = pool.config
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout
+        )
+
+    def upstream_headers(
+        self, scope: Scope, ctx: RequestContext, target: Target, prefix: str | None
+    ) -> list[tuple[str, str]]:
+        peer = scope["client"][0] if scope.get("client") else ""
+        headers = upstream_request_headers(
+            scope["headers"],
+            peer_trusted=self.trusted.trusts(peer),
+            peer=peer,
+            scheme=ctx.scheme,
+            host=ctx.host.encode("latin-1"),
+            prefix=prefix,
+            upstream_host=ctx.host.encode("latin-1") if self.preserve_host else target.netloc.encode(),
+        )
+        headers = self.request_rules.apply(headers)
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        length = declared_length(scope)
+        if length is not None and length > self.max_body_size:
+            raise PayloadTooLarge(
+                f"request body of {length} bytes is larger than the limit of {self.max_body_size}"
+            )
+        upstream_path = self.rewriter.upstream_path(match, path)
+        prefix = self.rewriter.stripped_prefix(match, path)
+        query = scope["query_string"]
+        method = scope["method"]
+        body = RequestBody(receive, self.max_body_size) if has_body(scope, length) else None
+
+        watcher = DisconnectWatcher(receive)
+        if body is None:
+            watcher.start()
+        tried: list[Target] = []
+        try:
+            while True:
+                target = self.pool.select(ctx.client_ip, tried)
+                url = target.url + upstream_path
+                if query:
+                    url += "?" + query.decode("latin-1")
+                headers = self.upstream_headers(scope, ctx, target, prefix)
+                if length is not None and body is not None:
+                    headers.append(("Content-Length", str(length)))
+                ctx.upstream = target.url
+                started = time.perf_counter()
+                target.active += 1
+                try:
+                    response = await self._request(method, url, headers, body, target, watcher)
+                except (UpstreamConnectError, UpstreamTimeout) as exc:
+                    target.active -= 1
+                    self.pool.record_failure(target)
+                    tried.append(target)
+                    retryable = (
+                        isinstance(exc, UpstreamConnectError)
+                        and method in IDEMPOTENT
+                        and (body is None or not body.started)
+                        and len(tried) <= self.pool.config.retries
+                        and len(tried) < len(self.pool.targets)
+                    )
+                    if not retryable:
+                        raise
+                    continue
+                break
+            try:
+                self.pool.record_success(target)
+                await self._relay(response, send, match, path, ctx, target)
+            finally:
+                target.active -= 1
+                ctx.upstream_seconds = time.perf_counter() - started
+                response.release()
+        except asyncio.CancelledError:
+            if watcher.gone:
+                # The client left: drop the upstream exchange quietly, as nginx logs 499.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                ctx.status = 499
+                return
+            raise
+        finally:
+            watcher.stop()
+
+    async def websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        upstream_path = self.rewriter.upstream_path(match, path)
+        prefix = self.rewriter.stripped_prefix(match, path)
+        target = self.pool.select(ctx.client_ip)
+        url = target.url + upstream_path
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("latin-1")
+        headers = [
+            (name, value)
+            for name, value in self.upstream_headers(scope, ctx, target, prefix)
+            if name.encode() not in HANDSHAKE
+        ]
+        ctx.upstream = target.url
+        target.active += 1
+        try:
+            await proxy_websocket(
+                receive,
+                send,
+                session=self.session,
+                url=url,
+                headers=headers,
+                subprotocols=list(scope.get("subprotocols", [])),
+                timeout=self.pool.config.read_timeout,
+                where=target.url,
+            )
+        except (UpstreamConnectError, UpstreamTimeout):
+            self.pool.record_failure(target)
+            raise
+        finally:
+            target.active -= 1
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: RequestBody | None,
+        target: Target,
+        watcher: DisconnectWatcher,
+    ) -> aiohttp.ClientResponse:
+        try:
+            with upstream_errors(target.url):
+                response = await self.session.request(
+                    method,
+                    URL(url, encoded=True),
+                    headers=headers,
+                    data=body.__aiter__() if body is not None else None,
+                    allow_redirects=False,
+                    timeout=self.timeout,
+                    skip_auto_headers=_SKIP_AUTO_HEADERS,
+                )
+        except UpstreamError:
+            # A failure of our own body reader surfaces through aiohttp as a connection error.
+            if body is not None and body.error is not None:
+                raise body.error from None
+            raise
+        if body is not None and body.error is not None:
+            response.release()
+            raise body.error
+        watcher.start()
+        return response
+
+    async def _relay(
+        self,
+        response: aiohttp.ClientResponse,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        target: Target,
+    ) -> None:
+        public_origin = f"{ctx.scheme}://{ctx.host}".encode("latin-1")
+
+        def relocate(value: bytes) -> bytes:
+            origin = target.origin.encode()
+            rest = value
+            absolute = value.startswith(origin) and value[len(origin) : len(origin) + 1] in (b"", b"/", b"?")
+            if absolute:
+                rest = value[len(origin) :] or b"/"
+            elif not value.startswith(b"/") or value.startswith(b"//"):
+                return value
+            base = target.base_path.encode()
+            if base and (rest == base or rest.startswith(base + b"/")):
+                rest = rest[len(base) :] or b"/"
+            mapped = self.rewriter.public_path(rest.decode("latin-1"), match, path)
+            rest = mapped.encode("latin-1") if mapped is not None else rest
+            return public_origin + rest if absolute else rest
+
+        headers = client_response_headers(response.raw_headers, relocate)
+        headers = self.response_rules.apply(headers)
+        ctx.status = response.status
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        sent = 0
+        try:
+            with upstream_errors(target.url):
+                async for chunk in response.content.iter_any():
+                    sent += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as exc:
+            ctx.bytes_sent = sent
+            raise ResponseAborted(f"{exc.detail} after {sent} bytes of the response") from exc
+        ctx.bytes_sent = sent
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class DisconnectWatcher:
+    """Cancels the request's task when the client disconnects before the response is done.
+
+    Started once the request body has been read in full, so it never competes with the body
+    reader for `receive()`.
+    """
+
+    __slots__ = ("_receive", "_task", "_watch", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self._watch: asyncio.Task[None] | None = None
+        self.gone = False
+
+    def start(self) -> None:
+        if self._watch is None:
+            self._watch = asyncio.ensure_future(self._wait())
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+
+    async def _wait(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if self._task is not None:
+            self._task.cancel()
+

@@ -1,0 +1,159 @@
+"""Header handling at the proxy boundary: hop-by-hop removal, X-Forwarded-*, Via, header rules."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from edgeproxy.config.models import HeaderOps
+from edgeproxy.types import Headers
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the framing the proxy redoes itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"host"}
+_FORWARDED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"forwarded"}
+)
+VIA = b"1.1 edgeproxy"
+
+
+class TrustedProxies:
+    """Which peers may tell us who the client is."""
+
+    def __init__(self, networks: Sequence[IPv4Network | IPv6Network]) -> None:
+        self._networks = tuple(networks)
+        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
+
+    def _trusts(self, host: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def client_ip(self, peer: str, forwarded_for: Iterable[bytes]) -> str:
+        """The client's address: the peer, or from a trusted peer the rightmost untrusted hop."""
+        if not self.trusts(peer):
+            return peer
+        hops = [hop.strip() for value in forwarded_for for hop in value.decode("latin-1").split(",")]
+        for hop in reversed(hops):
+            if hop and not self.trusts(hop):
+                return hop
+        return hops[0] if hops and hops[0] else peer
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """Header names listed in `Connection`, which are hop-by-hop for this message only."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+class HeaderRules:
+    """A compiled `headers.request` or `headers.response` block."""
+
+    __slots__ = ("_add", "_drop", "_set", "empty")
+
+    def __init__(self, ops: HeaderOps) -> None:
+        self._set = [(name.lower().encode(), value.encode()) for name, value in ops.set.items()]
+        self._add = [
+            (name.lower().encode(), value.encode())
+            for name, values in ops.add.items()
+            for value in ([values] if isinstance(values, str) else values)
+        ]
+        self._drop = frozenset(name.lower().encode() for name in ops.remove) | {n for n, _ in self._set}
+        self.empty = not (self._set or self._add or self._drop)
+
+    def apply(self, headers: Headers) -> Headers:
+        if self.empty:
+            return headers
+        kept = [(name, value) for name, value in headers if name not in self._drop]
+        return kept + self._set + self._add
+
+
+def upstream_request_headers(
+    headers: Headers,
+    *,
+    peer_trusted: bool,
+    peer: str,
+    scheme: str,
+    host: bytes,
+    prefix: str | None,
+    upstream_host: bytes,
+) -> Headers:
+    """The headers to send to an origin: client framing and hop-by-hop dropped, X-Forwarded-* set."""
+    tokens = connection_tokens(headers)
+    drop = _REQUEST_DROP | tokens if tokens else _REQUEST_DROP
+    out: Headers = [(b"host", upstream_host)]
+    forwarded_for: list[bytes] = []
+    proto = scheme.encode()
+    forwarded_host = host
+    via: list[bytes] = []
+    for name, value in headers:
+        if name in drop:
+            continue
+        if name in _FORWARDED:
+            if peer_trusted:
+                if name == b"x-forwarded-for":
+                    forwarded_for.append(value)
+                elif name == b"x-forwarded-proto":
+                    proto = value
+                elif name == b"x-forwarded-host":
+                    forwarded_host = value
+                else:
+                    out.append((name, value))
+            continue
+        if name == b"via":
+            via.append(value)
+            continue
+        out.append((name, value))
+    forwarded_for.append(peer.encode())
+    out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
+    out.append((b"x-forwarded-proto", proto))
+    out.append((b"x-forwarded-host", forwarded_host))
+    if prefix:
+        out.append((b"x-forwarded-prefix", prefix.encode()))
+    via.append(VIA)
+    out.append((b"via", b", ".join(via)))
+    return out
+
+
+def client_response_headers(
+    raw: Iterable[tuple[bytes, bytes]], relocate: RelocateFn | None
+) -> Headers:
+    """The origin's response headers as the client gets them: hop-by-hop dropped, Location mapped back."""
+    headers = [(name.lower(), value) for name, value in raw]
+    tokens = connection_tokens(headers)
+    drop = HOP_BY_HOP | tokens if tokens else HOP_BY_HOP
+    out: Headers = []
+    via: list[bytes] = []
+    for name, value in headers:
+        if name in drop:
+            continue
+        if name == b"via":
+            via.append(value)
+            continue
+        if relocate is not None and name in (b"location", b"content-location"):
+            value = relocate(value)
+        out.append((name, value))
+    via.append(VIA)
+    out.append((b"via", b", ".join(via)))
+    return out
+
+
+RelocateFn = Callable[[bytes], bytes]

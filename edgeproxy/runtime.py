@@ -1,0 +1,55 @@
+"""A compiled config: the route table with an action attached to each route.
+
+A `Runtime` is built once per successful (re)load and never changed; a reload swaps the
+reference the gateway reads, so a request runs start to end on the runtime it began with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from edgeproxy.actions import ACTIONS, BuildContext
+from edgeproxy.config.models import RulesConfig
+from edgeproxy.proxy.headers import TrustedProxies
+from edgeproxy.proxy.upstreams import UpstreamPool
+from edgeproxy.routing.table import RouteTable
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: RulesConfig
+    table: RouteTable
+    trusted: TrustedProxies
+    version: int
+    digest: str
+    loaded_at: float = field(default_factory=time.time)
+
+
+def build_runtime(
+    config: RulesConfig,
+    *,
+    pools: Mapping[str, UpstreamPool],
+    session: aiohttp.ClientSession,
+    version: int,
+    digest: str,
+) -> Runtime:
+    """Compile `config` (already validated by the loader) into a runtime."""
+    trusted = TrustedProxies(config.server.trusted_proxies)
+    build = BuildContext(server=config.server, pools=pools, trusted=trusted, session=session)
+    table = RouteTable(config.routes)
+    for route in table.routes:
+        route.payload = ACTIONS[route.config.action](route.config, build)
+    return Runtime(config=config, table=table, trusted=trusted, version=version, digest=digest)
+
+
+def resolve_state_dir(config: RulesConfig, config_path: Path, override: str | None) -> Path:
+    """The state dir: --state-dir, else `server.state_dir` relative to the config file."""
+    if override:
+        return Path(override).resolve()
+    return (config_path.parent / config.server.state_dir).resolve()

@@ -1,0 +1,136 @@
+"""Running the gateway under uvicorn, with the HTTP/1 strictness a proxy needs.
+
+uvicorn's httptools protocol already refuses Content-Length together with
+Transfer-Encoding, folded headers and malformed chunking. This subclass adds what uvicorn
+lacks for a server that faces the internet directly:
+
+- a header-read timeout, so a client dribbling its headers (slowloris) is cut off;
+- only origin-form request targets (`/path`): absolute-form (`http://other/`) would let a
+  client pick the authority, and authority-form (CONNECT) is not a proxy's business here;
+- exactly one `Host` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from edgeproxy.proxy.errors import ResponseAborted
+
+logger = logging.getLogger("edgeproxy.server")
+
+HEADER_TIMEOUT_ENV = "EDGEPROXY_HEADER_READ_TIMEOUT"
+_RESPONSE_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"x-edge-error: header-timeout\r\ncontent-length: 41\r\nconnection: close\r\n\r\n"
+    b"request headers were not received in time"
+)
+
+
+class RequestRejected(Exception):
+    """Raised inside a parser callback; httptools turns it into a parser error."""
+
+
+class EdgeHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV, "10"))
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._host_count = 0
+        self._rejection = ""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._host_count = 0
+        self._start_header_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 4 and name.lower() == b"host":
+            self._host_count += 1
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        if not self.url.startswith(b"/"):
+            self._rejection = "request target must be a path starting with '/' (absolute-form refused)"
+            raise RequestRejected(self._rejection)
+        if self._host_count != 1:
+            self._rejection = f"a request needs exactly one Host header (got {self._host_count})"
+            raise RequestRejected(self._rejection)
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        super().send_400_response(self._rejection or msg)
+
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None and self.header_timeout > 0:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            logger.info("closing connection from %s: headers not received in time", self.client)
+            self.transport.write(_RESPONSE_408)
+            self.transport.close()
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    keep_alive: float,
+    shutdown_timeout: float,
+    header_timeout: float,
+) -> None:
+    """Serve `edgeproxy.app:app_from_env` until SIGINT/SIGTERM, draining in-flight requests."""
+    os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
+    uvicorn.run(
+        "edgeproxy.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=EdgeHttpProtocol,
+        ws="websockets-sansio",
+        loop="uvloop",
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        # Proxied responses keep the origin's Date; the gateway dates its own (responses.py).
+        date_header=False,
+        access_log=False,
+        timeout_keep_alive=int(keep_alive) or 1,
+        timeout_graceful_shutdown=int(shutdown_timeout) or 1,
+        log_level="info",
+    )
+
+
+class AbortedResponseFilter(logging.Filter):
+    """Logs an origin failure mid-response as one line instead of uvicorn's traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ResponseAborted):
+            record.msg = "response aborted: %s"
+            record.args = (record.exc_info[1],)
+            record.exc_info = None
+            record.exc_text = None
+        return True
