@@ -24,8 +24,8 @@ from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
 from edgeproxy.proxy.healthchecks import run_health_checks
 from edgeproxy.proxy.upstreams import UpstreamPool, UpstreamRegistry
-from edgeproxy.server import AbortedResponseFilter
 from edgeproxy.runtime import Runtime, build_runtime, resolve_state_dir
+from edgeproxy.server import AbortedResponseFilter
 from edgeproxy.types import Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy")
@@ -42,7 +42,7 @@ class EdgeApp:
     """The running gateway: serves with the current runtime and swaps it on reload."""
 
     def __init__(self, config_path: str | os.PathLike[str], state_dir: str | None = None) -> None:
-        self.config_path = Path(config_path)
+        self.config_path = Path(config_path).absolute()
         self.state_dir_override = state_dir
         self.metrics = Metrics()
         self.registry = UpstreamRegistry()
@@ -101,7 +101,9 @@ class EdgeApp:
         self._apply(config)
         access_log = AccessLog() if config.server.access_log else None
         self.gateway = Gateway(lambda: self.runtime, self.internal, self.metrics, access_log)
-        self._tasks.append(asyncio.create_task(watch_config(self.config_path, self.reload, self._stop)))
+        self._tasks.append(
+            asyncio.create_task(watch_config(self.config_path, self.reload, self._stop))
+        )
         if threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         logging.getLogger("uvicorn.error").addFilter(AbortedResponseFilter())
@@ -131,7 +133,9 @@ class EdgeApp:
             self.last_error = exc
             self.metrics.reloads.labels("error").inc()
             self.metrics.config_ok.set(0)
-            logger.error("config reload failed; still serving version %d:\n%s", self.runtime.version, exc)
+            logger.error(
+                "config reload failed; still serving version %d:\n%s", self.runtime.version, exc
+            )
             return False
         self._apply(config)
         self.metrics.reloads.labels("ok").inc()
@@ -177,7 +181,9 @@ class EdgeApp:
             "last_reload": {
                 "ok": self.last_error is None,
                 "at": _iso(self.last_attempt) if self.last_attempt else None,
-                "errors": [str(issue) for issue in self.last_error.issues] if self.last_error else [],
+                "errors": [str(issue) for issue in self.last_error.issues]
+                if self.last_error
+                else [],
             },
             "routes": len(runtime.table.routes),
             "origins": {

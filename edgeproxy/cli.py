@@ -1,9 +1,9 @@
 """The `edgeproxy` command line.
 
-    edgeproxy serve   [--config FILE] [--host H] [--port P] [--state-dir DIR] [--workers N]
-    edgeproxy check   [FILE]
-    edgeproxy schema
-    edgeproxy routes  [--config FILE] [--explain URL] [--method M]
+edgeproxy serve   [--config FILE] [--host H] [--port P] [--state-dir DIR] [--workers N]
+edgeproxy check   [FILE]
+edgeproxy schema
+edgeproxy routes  [--config FILE] [--explain URL] [--method M]
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ[app.CONFIG_ENV] = os.path.abspath(args.config)
     if args.state_dir:
         os.environ[app.STATE_DIR_ENV] = os.path.abspath(args.state_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     server.run(
         host=host,
         port=port,
@@ -110,7 +112,9 @@ def cmd_routes(args: argparse.Namespace) -> int:
     rows = [["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in table.routes)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from edgeproxy.accesslog import AccessLog
+from edgeproxy.actions import Action
 from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import BadRequest, NotFound, RequestError, UpstreamError
 from edgeproxy.metrics import Metrics
@@ -26,7 +27,8 @@ def request_host(scope: Scope) -> str:
     hosts = [value for name, value in scope["headers"] if name == b"host"]
     if len(hosts) != 1:
         raise BadRequest(f"a request needs exactly one Host header (got {len(hosts)})")
-    return hosts[0].decode("latin-1")
+    host: bytes = hosts[0]
+    return host.decode("latin-1")
 
 
 class Gateway:
@@ -80,7 +82,7 @@ class Gateway:
             if match is None:
                 raise NotFound(f"no route for {ctx.host}{path.normalized}")
             ctx.route = match.route.name
-            action = match.route.payload
+            action: Action = match.route.payload  # type: ignore[assignment]
             if scope["type"] == "websocket":
                 if not hasattr(action, "websocket"):
                     raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")

@@ -34,12 +34,13 @@ class InternalApp:
             return
         endpoint = self.endpoints.get(scope["path"].rstrip("/"))
         if endpoint is None:
-            body = json.dumps({"error": "not-found", "detail": f"no internal endpoint {scope['path']}"})
-            await send_bytes(send, 404, [_JSON, _NO_STORE], body.encode())
+            detail = f"no internal endpoint {scope['path']}"
+            missing = json.dumps({"error": "not-found", "detail": detail}).encode()
+            await send_bytes(send, 404, [_JSON, _NO_STORE], missing)
             return
         if scope["method"] not in ("GET", "HEAD"):
-            body = json.dumps({"error": "method-not-allowed", "detail": "use GET"})
-            await send_bytes(send, 405, [_JSON, _NO_STORE, (b"allow", b"GET, HEAD")], body.encode())
+            refused = b'{"error": "method-not-allowed", "detail": "use GET"}'
+            await send_bytes(send, 405, [_JSON, _NO_STORE, (b"allow", b"GET, HEAD")], refused)
             return
         status, content_type, body = await endpoint()
         await send_bytes(send, status, [(b"content-type", content_type), _NO_STORE], body)

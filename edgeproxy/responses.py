@@ -53,7 +53,12 @@ async def send_error(scope: Scope, send: Send, error: RequestError, request_id: 
     reason = _REASONS.get(error.status, "Error")
     if wants_json(scope):
         body = json.dumps(
-            {"error": error.code, "status": error.status, "detail": error.detail, "request_id": request_id}
+            {
+                "error": error.code,
+                "status": error.status,
+                "detail": error.detail,
+                "request_id": request_id,
+            }
         ).encode()
         content_type = b"application/json"
     else:

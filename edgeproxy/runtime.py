@@ -7,10 +7,9 @@ reference the gateway reads, so a request runs start to end on the runtime it be
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from collections.abc import Mapping
 
 import aiohttp
 

@@ -65,7 +65,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         if not self.url.startswith(b"/"):
-            self._rejection = "request target must be a path starting with '/' (absolute-form refused)"
+            self._rejection = (
+                "request target must be a path starting with '/' (absolute-form refused)"
+            )
             raise RequestRejected(self._rejection)
         if self._host_count != 1:
             self._rejection = f"a request needs exactly one Host header (got {self._host_count})"

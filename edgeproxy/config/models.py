@@ -1,17 +1,16 @@
 """Pydantic models of `rules.yaml`.
 
 The models check each value on its own (types, ranges, one action per route). Checks that
-need the whole file (an origin a route names must exist, two routes must not tie) happen
-when the route table is compiled, so their errors carry the same YAML paths and lines.
+need the whole file (an origin a route names must exist, two routes must not tie) happen in
+`edgeproxy.config.loader` after validation, so their errors carry the same YAML paths and lines.
 """
 
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 from edgeproxy.config.units import ByteSize, Duration
 from edgeproxy.types import Balancing, HTTPMethod, RedirectStatus
@@ -26,22 +25,34 @@ class Model(BaseModel):
 class Timeouts(Model):
     """Limits on how long a client may take."""
 
-    header_read: Duration = Field(10.0, description="Seconds a client has to send a request's headers (slowloris guard).")
-    keep_alive: Duration = Field(5.0, description="Seconds an idle keep-alive connection stays open.")
-    shutdown: Duration = Field(30.0, description="Seconds in-flight requests get to finish on SIGTERM.")
+    header_read: Duration = Field(
+        10.0, description="Seconds a client has to send a request's headers (slowloris guard)."
+    )
+    keep_alive: Duration = Field(
+        5.0, description="Seconds an idle keep-alive connection stays open."
+    )
+    shutdown: Duration = Field(
+        30.0, description="Seconds in-flight requests get to finish on SIGTERM."
+    )
 
 
 class ServerConfig(Model):
     """How the server listens and what it trusts."""
 
-    listen: str = Field("127.0.0.1:8080", description="HOST:PORT to listen on (overridden by --host/--port).")
-    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT to listen on (overridden by --host/--port)."
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="Networks whose X-Forwarded-* headers are believed. Empty: nobody's.",
     )
-    max_body_size: ByteSize = Field(100 * MiB, description="Largest request body accepted (413 above).")
-    timeouts: Timeouts = Field(default_factory=Timeouts)  # type: ignore[arg-type]
-    state_dir: str = Field(".edgeproxy", description="Where the server writes its state (overridden by --state-dir).")
+    max_body_size: ByteSize = Field(
+        100 * MiB, description="Largest request body accepted (413 above)."
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    state_dir: str = Field(
+        ".edgeproxy", description="Where the server writes its state (overridden by --state-dir)."
+    )
     access_log: bool = Field(True, description="Write one JSON line per request to stdout.")
 
     @field_validator("listen")
@@ -64,7 +75,9 @@ class ServerConfig(Model):
 class PassiveHealth(Model):
     """Eject a target that fails `max_fails` times in a row for `fail_timeout` seconds."""
 
-    max_fails: int = Field(3, ge=0, description="Consecutive failures before ejection; 0 never ejects.")
+    max_fails: int = Field(
+        3, ge=0, description="Consecutive failures before ejection; 0 never ejects."
+    )
     fail_timeout: Duration = Field(10.0, description="Seconds an ejected target stays out.")
 
 
@@ -74,7 +87,9 @@ class HealthCheck(Model):
     path: str = "/"
     interval: Duration = 5.0
     timeout: Duration = 2.0
-    expect_status: int | None = Field(None, description="Status a healthy target answers; default any 2xx or 3xx.")
+    expect_status: int | None = Field(
+        None, description="Status a healthy target answers; default any 2xx or 3xx."
+    )
 
     @field_validator("path")
     @classmethod
@@ -93,10 +108,17 @@ class Origin(Model):
     targets: list[str] = Field(min_length=1, description="Base URLs such as http://127.0.0.1:9000.")
     balancing: Balancing = "round_robin"
     connect_timeout: Duration = 5.0
-    read_timeout: Duration = Field(60.0, description="Seconds to wait for response headers and between body reads.")
-    passive_health: PassiveHealth = Field(default_factory=PassiveHealth)  # type: ignore[arg-type]
+    read_timeout: Duration = Field(
+        60.0, description="Seconds to wait for response headers and between body reads."
+    )
+    passive_health: PassiveHealth = Field(default_factory=PassiveHealth)
     health_check: HealthCheck | None = None
-    retries: int = Field(1, ge=0, le=5, description="Retries of idempotent requests on another target after a connect failure.")
+    retries: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="Retries of idempotent requests on another target after a connect failure.",
+    )
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -108,15 +130,24 @@ class Origin(Model):
     def _urls(cls, value: list[str]) -> list[str]:
         for url in value:
             if not _TARGET.match(url):
-                raise ValueError(f"expected a base URL such as http://127.0.0.1:9000 (no query or credentials), got {url!r}")
+                raise ValueError(
+                    "expected a base URL such as http://127.0.0.1:9000"
+                    f" (no query or credentials), got {url!r}"
+                )
         return value
 
 
 class Match(Model):
     """Which requests a route takes."""
 
-    host: list[str] | None = Field(None, description="Exact host names or `*.example.com`; any host when omitted.")
-    path: str = Field("/", description="Path prefix on whole segments; `:name` matches one segment, a final `*` or `<*>` the rest.")
+    host: list[str] | None = Field(
+        None, description="Exact host names or `*.example.com`; any host when omitted."
+    )
+    path: str = Field(
+        "/",
+        description="Path prefix on whole segments; `:name` matches one segment,"
+        " a final `*` or `<*>` the rest.",
+    )
     methods: list[HTTPMethod] | None = None
 
     @field_validator("host", mode="before")
@@ -133,8 +164,12 @@ class Match(Model):
         for host in value:
             name = host.lower()
             bare = name[2:] if name.startswith("*.") else name
-            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", bare):
-                raise ValueError(f"expected a host name such as api.example.com or *.example.com, got {host!r}")
+            if not re.fullmatch(
+                r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", bare
+            ):
+                raise ValueError(
+                    f"expected a host name such as api.example.com or *.example.com, got {host!r}"
+                )
             hosts.append(name)
         return hosts
 
@@ -148,7 +183,9 @@ class Match(Model):
 
 class Replace(Model):
     pattern: str = Field(description="Regular expression searched in the upstream path.")
-    with_: str = Field("", alias="with", description="Replacement; `\\1` or `\\g<name>` refer to groups.")
+    with_: str = Field(
+        "", alias="with", description="Replacement; `\\1` or `\\g<name>` refer to groups."
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -161,7 +198,10 @@ class Replace(Model):
 
 
 class Rewrite(Model):
-    """How the path sent to the origin is built. Applied in order: strip, add, replace; `to` replaces all."""
+    """How the path sent to the origin is built.
+
+    Applied in order: strip, add, replace; `to` replaces all.
+    """
 
     strip_prefix: bool = Field(False, description="Remove the route's matched path prefix.")
     add_prefix: str = Field("", description="Prepend this path.")
@@ -177,8 +217,12 @@ class Rewrite(Model):
 
 
 class HeaderOps(Model):
-    set: dict[str, str] = Field(default_factory=dict, description="Replace (or create) these headers.")
-    add: dict[str, str | list[str]] = Field(default_factory=dict, description="Append these values.")
+    set: dict[str, str] = Field(
+        default_factory=dict, description="Replace (or create) these headers."
+    )
+    add: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="Append these values."
+    )
     remove: list[str] = Field(default_factory=list, description="Drop these headers.")
 
     @model_validator(mode="after")
@@ -197,13 +241,23 @@ class HeaderOps(Model):
 
 
 class RouteHeaders(Model):
-    request: HeaderOps = Field(default_factory=HeaderOps, description="Applied to the request sent to the origin.")
-    response: HeaderOps = Field(default_factory=HeaderOps, description="Applied to the response sent to the client.")
+    request: HeaderOps = Field(
+        default_factory=HeaderOps, description="Applied to the request sent to the origin."
+    )
+    response: HeaderOps = Field(
+        default_factory=HeaderOps, description="Applied to the response sent to the client."
+    )
 
 
 class Redirect(Model):
     to: str = Field(description="Target URL or path; `:name`, `:splat` and `<*>` are filled in.")
     status: RedirectStatus = 302
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        # A `${VAR}` reference yields a string, and lax mode won't coerce "301" to a Literal int.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
 class Respond(Model):
@@ -219,21 +273,27 @@ class Route(Model):
     """One entry of `routes`: a match and exactly one action."""
 
     name: str | None = None
-    match: Match = Field(default_factory=Match)  # type: ignore[arg-type]
+    match: Match = Field(default_factory=Match)
     proxy: str | None = Field(None, description="Name of an origin to forward to.")
     redirect: Redirect | None = None
     respond: Respond | None = None
-    rewrite: Rewrite = Field(default_factory=Rewrite)  # type: ignore[arg-type]
+    rewrite: Rewrite = Field(default_factory=Rewrite)
     headers: RouteHeaders = Field(default_factory=RouteHeaders)
-    preserve_host: bool = Field(False, description="Send the client's Host to the origin instead of the origin's.")
-    max_body_size: ByteSize | None = Field(None, description="Overrides server.max_body_size for this route.")
+    preserve_host: bool = Field(
+        False, description="Send the client's Host to the origin instead of the origin's."
+    )
+    max_body_size: ByteSize | None = Field(
+        None, description="Overrides server.max_body_size for this route."
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:
         chosen = [name for name in ACTIONS if getattr(self, name) is not None]
         if len(chosen) != 1:
             found = ", ".join(chosen) if chosen else "none"
-            raise ValueError(f"a route needs exactly one action of {', '.join(ACTIONS)} (found: {found})")
+            raise ValueError(
+                f"a route needs exactly one action of {', '.join(ACTIONS)} (found: {found})"
+            )
         return self
 
     @property
@@ -244,6 +304,8 @@ class Route(Model):
 class RulesConfig(Model):
     """The whole of `rules.yaml`."""
 
-    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
-    origins: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Origin] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    origins: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Origin] = Field(
+        default_factory=dict
+    )
     routes: list[Route] = Field(default_factory=list)

@@ -12,13 +12,13 @@ import watchfiles
 logger = logging.getLogger("edgeproxy.config")
 
 
-async def watch_config(path: Path, on_change: Callable[[], None], stop: asyncio.Event) -> None:
-    """Call `on_change` after each settled change to `path`, until `stop` is set.
+async def watch_config(path: Path, on_change: Callable[[], object], stop: asyncio.Event) -> None:
+    """Call `on_change` after each settled change to `path` (absolute), until `stop` is set.
 
     The directory is watched rather than the file, so editors that save by writing a new
     file and renaming it over the old one (vim, Kubernetes ConfigMaps) are seen too.
     """
-    target = path.resolve()
+    target = path
 
     def concerns_config(change: watchfiles.Change, changed: str) -> bool:
         return Path(changed).resolve() == target

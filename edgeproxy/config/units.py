@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+# Spelled case-insensitively by hand (no re.IGNORECASE) so the JSON Schema can reuse the pattern.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT][iI]?[bB]?|[bB])?\s*$")
 _SIZE_SCALE = {
     "b": 1,
     "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
@@ -25,8 +28,8 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 5, 2.5s or 250ms, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
         return float(value)
     if isinstance(value, str):
         found = _DURATION.match(value)
@@ -47,9 +50,28 @@ def parse_size(value: Any) -> Any:
         found = _SIZE.match(value)
         if found:
             unit = (found.group(2) or "b").lower()
-            return int(float(found.group(1)) * _SIZE_SCALE[unit])
+            # Decimal, because float turns "2.01MB" into 2009999 bytes.
+            return int(Decimal(found.group(1)) * _SIZE_SCALE[unit])
     raise ValueError(f"expected a size such as 1048576, 512KiB or 10MB, got {value!r}")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
+# The JSON Schema describes what a file may say ("250ms"), not the number it becomes.
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ]
+        }
+    ),
+]
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": _SIZE.pattern}]}
+    ),
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,9 +27,11 @@ def upstream_errors(where: str) -> Iterator[None]:
     except aiohttp.ClientConnectorError as exc:
         reason = exc.os_error.strerror or str(exc.os_error)
         raise UpstreamConnectError(f"cannot connect to {where}: {reason}") from exc
-    except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout(f"{where} did not answer in time") from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         raise UpstreamConnectError(f"connection to {where} was closed: {exc}") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+    except aiohttp.ClientConnectionError as exc:
+        raise UpstreamConnectError(f"connection to {where} failed: {exc}") from exc
+    except aiohttp.ClientError as exc:
         raise UpstreamProtocolError(f"{where} sent an invalid response: {exc}") from exc

@@ -122,7 +122,9 @@ class ProxyAction:
             scheme=ctx.scheme,
             host=ctx.host.encode("latin-1"),
             prefix=prefix,
-            upstream_host=ctx.host.encode("latin-1") if self.preserve_host else target.netloc.encode(),
+            upstream_host=ctx.host.encode("latin-1")
+            if self.preserve_host
+            else target.netloc.encode(),
         )
         headers = self.request_rules.apply(headers)
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
@@ -187,6 +189,8 @@ class ProxyAction:
                 target.active -= 1
                 ctx.upstream_seconds = time.perf_counter() - started
                 response.release()
+        except ClientGone:
+            ctx.status = 499
         except asyncio.CancelledError:
             if watcher.gone:
                 # The client left: drop the upstream exchange quietly, as nginx logs 499.
@@ -229,7 +233,7 @@ class ProxyAction:
                 url=url,
                 headers=headers,
                 subprotocols=list(scope.get("subprotocols", [])),
-                timeout=self.pool.config.read_timeout,
+                close_timeout=self.pool.config.read_timeout,
                 where=target.url,
             )
         except (UpstreamConnectError, UpstreamTimeout):
@@ -283,7 +287,11 @@ class ProxyAction:
         def relocate(value: bytes) -> bytes:
             origin = target.origin.encode()
             rest = value
-            absolute = value.startswith(origin) and value[len(origin) : len(origin) + 1] in (b"", b"/", b"?")
+            absolute = value.startswith(origin) and value[len(origin) : len(origin) + 1] in (
+                b"",
+                b"/",
+                b"?",
+            )
             if absolute:
                 rest = value[len(origin) :] or b"/"
             elif not value.startswith(b"/") or value.startswith(b"//"):
@@ -341,4 +349,3 @@ class DisconnectWatcher:
         self.gone = True
         if self._task is not None:
             self._task.cancel()
-

@@ -23,7 +23,13 @@ HOP_BY_HOP = frozenset(
 )
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"host"}
 _FORWARDED = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"forwarded"}
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+        b"forwarded",
+    }
 )
 VIA = b"1.1 edgeproxy"
 
@@ -48,7 +54,9 @@ class TrustedProxies:
         """The client's address: the peer, or from a trusted peer the rightmost untrusted hop."""
         if not self.trusts(peer):
             return peer
-        hops = [hop.strip() for value in forwarded_for for hop in value.decode("latin-1").split(",")]
+        hops = [
+            hop.strip() for value in forwarded_for for hop in value.decode("latin-1").split(",")
+        ]
         for hop in reversed(hops):
             if hop and not self.trusts(hop):
                 return hop
@@ -76,7 +84,9 @@ class HeaderRules:
             for name, values in ops.add.items()
             for value in ([values] if isinstance(values, str) else values)
         ]
-        self._drop = frozenset(name.lower().encode() for name in ops.remove) | {n for n, _ in self._set}
+        self._drop = frozenset(name.lower().encode() for name in ops.remove) | {
+            n for n, _ in self._set
+        }
         self.empty = not (self._set or self._add or self._drop)
 
     def apply(self, headers: Headers) -> Headers:
@@ -96,7 +106,7 @@ def upstream_request_headers(
     prefix: str | None,
     upstream_host: bytes,
 ) -> Headers:
-    """The headers to send to an origin: client framing and hop-by-hop dropped, X-Forwarded-* set."""
+    """Headers for the origin: client framing and hop-by-hop dropped, X-Forwarded-* set."""
     tokens = connection_tokens(headers)
     drop = _REQUEST_DROP | tokens if tokens else _REQUEST_DROP
     out: Headers = [(b"host", upstream_host)]
@@ -136,7 +146,7 @@ def upstream_request_headers(
 def client_response_headers(
     raw: Iterable[tuple[bytes, bytes]], relocate: RelocateFn | None
 ) -> Headers:
-    """The origin's response headers as the client gets them: hop-by-hop dropped, Location mapped back."""
+    """The origin's headers for the client: hop-by-hop dropped, Location mapped back."""
     headers = [(name.lower(), value) for name, value in raw]
     tokens = connection_tokens(headers)
     drop = HOP_BY_HOP | tokens if tokens else HOP_BY_HOP

@@ -19,7 +19,9 @@ async def probe(session: aiohttp.ClientSession, pool: UpstreamPool, target: Targ
     assert check is not None  # only called for pools that have one
     timeout = aiohttp.ClientTimeout(total=check.timeout)
     try:
-        async with session.get(target.url + check.path, timeout=timeout, allow_redirects=False) as resp:
+        async with session.get(
+            target.url + check.path, timeout=timeout, allow_redirects=False
+        ) as resp:
             await resp.read()
             if check.expect_status is not None:
                 return resp.status == check.expect_status
@@ -28,7 +30,9 @@ async def probe(session: aiohttp.ClientSession, pool: UpstreamPool, target: Targ
         return False
 
 
-async def run_health_checks(session: aiohttp.ClientSession, pool: UpstreamPool, stop: asyncio.Event) -> None:
+async def run_health_checks(
+    session: aiohttp.ClientSession, pool: UpstreamPool, stop: asyncio.Event
+) -> None:
     """Probe every target each interval until `stop` is set."""
     check = pool.config.health_check
     if check is None:
@@ -38,7 +42,10 @@ async def run_health_checks(session: aiohttp.ClientSession, pool: UpstreamPool, 
         for target, healthy in zip(pool.targets, results, strict=True):
             if target.healthy != healthy:
                 logger.warning(
-                    "origin %s target %s is now %s", pool.name, target.url, "healthy" if healthy else "down"
+                    "origin %s target %s is now %s",
+                    pool.name,
+                    target.url,
+                    "healthy" if healthy else "down",
                 )
             target.healthy = healthy
         with contextlib.suppress(TimeoutError):

@@ -139,7 +139,9 @@ class UpstreamRegistry:
     def __init__(self) -> None:
         self.pools: dict[str, UpstreamPool] = {}
 
-    def update(self, origins: Mapping[str, Origin]) -> tuple[list[UpstreamPool], list[UpstreamPool]]:
+    def update(
+        self, origins: Mapping[str, Origin]
+    ) -> tuple[list[UpstreamPool], list[UpstreamPool]]:
         """Adopt a new set of origins; returns (pools added, pools dropped)."""
         pools: dict[str, UpstreamPool] = {}
         added: list[UpstreamPool] = []

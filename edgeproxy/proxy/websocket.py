@@ -38,7 +38,7 @@ async def proxy_websocket(
     url: str,
     headers: list[tuple[str, str]],
     subprotocols: list[str],
-    timeout: float,
+    close_timeout: float,
     where: str,
 ) -> None:
     """Relay one WebSocket session between the client and `url`, close codes included."""
@@ -54,18 +54,25 @@ async def proxy_websocket(
                 autoping=True,
                 autoclose=False,
                 max_msg_size=0,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=close_timeout),
             )
         except aiohttp.WSServerHandshakeError as exc:
-            raise UpstreamProtocolError(f"{where} refused the WebSocket handshake ({exc.status})") from exc
+            raise UpstreamProtocolError(
+                f"{where} refused the WebSocket handshake ({exc.status})"
+            ) from exc
     accept_headers: Headers = []
-    await send({"type": "websocket.accept", "subprotocol": upstream.protocol, "headers": accept_headers})
+    await send(
+        {"type": "websocket.accept", "subprotocol": upstream.protocol, "headers": accept_headers}
+    )
 
     async def client_to_upstream() -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=_close_code(message.get("code")), message=(message.get("reason") or "").encode())
+                await upstream.close(
+                    code=_close_code(message.get("code")),
+                    message=(message.get("reason") or "").encode(),
+                )
                 return
             if message.get("text") is not None:
                 await upstream.send_str(message["text"])
@@ -73,7 +80,9 @@ async def proxy_websocket(
                 await upstream.send_bytes(message["bytes"])
 
     async def upstream_to_client() -> None:
-        async for message in upstream:
+        # Not `async for`: aiohttp's iterator hides the CLOSE frame and its code.
+        while True:
+            message = await upstream.receive()
             if message.type == aiohttp.WSMsgType.TEXT:
                 await send({"type": "websocket.send", "text": message.data})
             elif message.type == aiohttp.WSMsgType.BINARY:
@@ -81,7 +90,11 @@ async def proxy_websocket(
             elif message.type == aiohttp.WSMsgType.CLOSE:
                 await upstream.close(code=_close_code(message.data))
                 await send(
-                    {"type": "websocket.close", "code": _close_code(message.data), "reason": message.extra or ""}
+                    {
+                        "type": "websocket.close",
+                        "code": _close_code(message.data),
+                        "reason": message.extra or "",
+                    }
                 )
                 return
             else:

@@ -25,11 +25,15 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             httpx.get(url, timeout=1.0)
             return
@@ -111,8 +115,9 @@ def start_edge(tmp_path: Path, rules: str, *, extra_args: list[str] | None = Non
     state_dir = tmp_path / "state"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "edgeproxy", "serve", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(port), "--state-dir", str(state_dir), *(extra_args or [])],
+            [sys.executable, "-m", "edgeproxy", "serve", "--config", str(config),
+             "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir),
+             *(extra_args or [])],
             cwd=tmp_path, stdout=out, stderr=err,
         )  # fmt: skip
     wait_until_up(f"http://127.0.0.1:{port}/_edge/health", process, stderr)

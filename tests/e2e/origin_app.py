@@ -27,7 +27,9 @@ RELEASES: dict[str, asyncio.Queue[None]] = {}
 OPEN_STREAMS = [0]
 
 
-async def send_json(send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"x-origin", NAME.encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -84,7 +86,10 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if last == "download":
         size = int(query["size"][0])
         chunk = b"x" * 65536
-        headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(size).encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         remaining = size
         while remaining > 0:
@@ -125,7 +130,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         OPEN_STREAMS[0] += 1
         try:
             while not gone.is_set():
-                await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True}
+                )
                 await asyncio.sleep(0.05)
         finally:
             OPEN_STREAMS[0] -= 1
@@ -136,7 +143,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         return
     if last == "redirect":
         target = query["to"][0].encode()
-        await send({"type": "http.response.start", "status": 302, "headers": [(b"location", target), (b"content-location", target)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [(b"location", target), (b"content-location", target)],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
         return
     if last == "slow":

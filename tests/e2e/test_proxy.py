@@ -89,9 +89,14 @@ def edge(origin: Origin, edge_factory: Callable[..., Edge]) -> Edge:
         pytest.param("/api/a/./b/../c", "/a/./b/../c", id="dots-inside-prefix-forwarded-raw"),
     ],
 )
-def test_origin_receives_raw_path_with_only_the_rewrite(edge: Edge, request_path: str, origin_path: str) -> None:
+def test_origin_receives_raw_path_with_only_the_rewrite(
+    edge: Edge, request_path: str, origin_path: str
+) -> None:
     # httpx would normalise the URL; send the exact bytes over a socket instead.
-    response = raw_request(edge, f"GET {request_path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".encode())
+    response = raw_request(
+        edge,
+        f"GET {request_path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".encode(),
+    )
     status, _, raw_body = parse_response(response)
     assert status == 200, response[:300]
     body = json.loads(raw_body)
@@ -106,7 +111,9 @@ def test_prefix_matches_whole_segments_only(edge: Edge) -> None:
     assert response.headers["x-edge-error"] == "no-route"
 
 
-def test_forwarded_headers_are_set_and_client_spoofing_is_dropped(edge: Edge, origin: Origin) -> None:
+def test_forwarded_headers_are_set_and_client_spoofing_is_dropped(
+    edge: Edge, origin: Origin
+) -> None:
     response = edge.client().get(
         "/api/echo",
         headers={
@@ -129,7 +136,11 @@ def test_forwarded_headers_are_set_and_client_spoofing_is_dropped(edge: Edge, or
 
 def test_trusted_proxy_chain_is_appended(origin: Origin, edge_factory: Callable[..., Edge]) -> None:
     edge = edge_factory("server:\n  trusted_proxies: [127.0.0.0/8]\n" + rules_for(origin))
-    seen = edge.client().get("/api/echo", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}).json()["headers"]
+    seen = (
+        edge.client()
+        .get("/api/echo", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+        .json()["headers"]
+    )
     assert seen["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
     assert seen["x-forwarded-proto"] == ["https"]
     line = json.loads(edge.access_log()[-1])
@@ -149,7 +160,12 @@ def test_preserve_host_and_header_rules(edge: Edge) -> None:
 def test_hop_by_hop_headers_removed_both_ways(edge: Edge) -> None:
     response = edge.client().get(
         "/api/echo",
-        headers={"Connection": "keep-alive, X-Private", "X-Private": "secret", "Keep-Alive": "timeout=9", "TE": "trailers"},
+        headers={
+            "Connection": "keep-alive, X-Private",
+            "X-Private": "secret",
+            "Keep-Alive": "timeout=9",
+            "TE": "trailers",
+        },
     )
     seen = response.json()["headers"]
     for name in ("connection", "x-private", "keep-alive", "te"):
@@ -163,14 +179,24 @@ def test_hop_by_hop_headers_removed_both_ways(edge: Edge) -> None:
 @pytest.mark.parametrize(
     ("location", "expected"),
     [
-        pytest.param("{origin}/login?next=1", "http://public.test/api/login?next=1", id="absolute-origin-url-mapped-back"),
+        pytest.param(
+            "{origin}/login?next=1",
+            "http://public.test/api/login?next=1",
+            id="absolute-origin-url-mapped-back",
+        ),
         pytest.param("/login", "/api/login", id="origin-relative-path-gets-prefix"),
-        pytest.param("https://elsewhere.test/x", "https://elsewhere.test/x", id="foreign-url-untouched"),
+        pytest.param(
+            "https://elsewhere.test/x", "https://elsewhere.test/x", id="foreign-url-untouched"
+        ),
     ],
 )
-def test_location_rewritten_through_public_prefix(edge: Edge, origin: Origin, location: str, expected: str) -> None:
+def test_location_rewritten_through_public_prefix(
+    edge: Edge, origin: Origin, location: str, expected: str
+) -> None:
     target = location.format(origin=origin.url)
-    response = edge.client().get("/api/redirect", params={"to": target}, headers={"Host": "public.test"})
+    response = edge.client().get(
+        "/api/redirect", params={"to": target}, headers={"Host": "public.test"}
+    )
     assert response.status_code == 302
     assert response.headers["location"] == expected
     assert response.headers["content-location"] == expected
@@ -187,7 +213,9 @@ def test_large_download_streams_in_bounded_memory(edge: Edge) -> None:
     assert rss_mib(edge) < 200, "the proxy buffered the body"
 
 
-def test_large_upload_streams_in_bounded_memory(edge: Edge, origin: Origin, edge_factory: Callable[..., Edge]) -> None:
+def test_large_upload_streams_in_bounded_memory(
+    edge: Edge, origin: Origin, edge_factory: Callable[..., Edge]
+) -> None:
     edge = edge_factory("server:\n  max_body_size: 2GiB\n" + rules_for(origin))
     size = 512 * 1024 * 1024
     block = b"y" * (1024 * 1024)

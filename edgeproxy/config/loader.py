@@ -1,0 +1,460 @@
+"""Loading `rules.yaml`: YAML with line numbers, `${ENV}` interpolation, validation, cross-checks.
+
+Every problem found is collected and raised at once as one `ConfigError`, sorted by line, so
+an operator fixes a file in one pass rather than one error per restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from edgeproxy.config.models import RulesConfig
+from edgeproxy.exceptions import ConfigError, ConfigIssue
+from edgeproxy.routing.table import RouteTable
+
+__all__ = ["config_json_schema", "load_config", "parse_config"]
+
+YAMLPath = tuple[str | int, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)(?P<end>\}?)")
+_REFERENCE_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+# Pydantic phrases these in Python terms ("valid dictionary or instance of Route").
+_EXPECTED = {
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> RulesConfig:
+    """Read and validate a rules file; raise `ConfigError` listing every problem in it."""
+    filename = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        issue = ConfigIssue("", f"cannot read the file: {exc.strerror or exc}", filename)
+        raise ConfigError([issue]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        issue = ConfigIssue("", f"not UTF-8 text: {exc.reason} (byte {exc.start})", filename, line)
+        raise ConfigError([issue]) from exc
+    return parse_config(text, filename, environ)
+
+
+def parse_config(
+    text: str, filename: str = "rules.yaml", environ: Mapping[str, str] | None = None
+) -> RulesConfig:
+    """Validate rules given as YAML text; `environ` (default `os.environ`) fills `${VAR}`."""
+    root = _compose(text, filename)
+    reader = _Reader(filename, os.environ if environ is None else environ)
+    # A file of only comments, or only `---`, is an empty config.
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
+        data: Any = {}
+        reader.lines[()] = 1
+    elif isinstance(root, yaml.MappingNode):
+        data = reader.read(root, (), root.start_mark.line + 1)
+    else:
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else f"{root.value!r}"
+        message = f"the top level must be a mapping of server, origins and routes, got {kind}"
+        raise ConfigError([ConfigIssue("", message, filename, root.start_mark.line + 1)])
+
+    issues = list(reader.issues)
+    try:
+        config = RulesConfig.model_validate(data)
+    except ValidationError as exc:
+        issues += _validation_issues(exc, data, reader, filename)
+    else:
+        issues += _cross_check(config, reader.lines, filename)
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
+    return config
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of `rules.yaml`, for editors and `edgeproxy schema`."""
+    schema = RulesConfig.model_json_schema()
+    schema["title"] = "edgeproxy rules.yaml"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _compose(text: str, filename: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML's own text names "<unicode string>" and repeats the line; say it once.
+        message = "invalid YAML: "
+        if exc.context and exc.context_mark is not None:
+            message += f"{exc.context} on line {exc.context_mark.line + 1}: "
+        message += exc.problem or exc.context or "not readable"
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            message += f" (column {mark.column + 1})"
+        line = None if mark is None else mark.line + 1
+        raise ConfigError([ConfigIssue("", message, filename, line)]) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"invalid YAML: {exc.reason}: {chr(exc.character)!r}"
+        raise ConfigError([ConfigIssue("", message, filename, line)]) from exc
+
+
+class _Reader:
+    """Turns composed YAML nodes into plain data, noting the line of every path on the way."""
+
+    def __init__(self, filename: str, environ: Mapping[str, str]) -> None:
+        self.filename = filename
+        self.environ = environ
+        self.lines: dict[YAMLPath, int] = {}
+        self.issues: list[ConfigIssue] = []
+        # Values whose `${VAR}` could not be filled; validating them again would only echo that.
+        self.unresolved: set[YAMLPath] = set()
+        self._constructor = SafeConstructor()
+        self._open: set[int] = set()
+
+    def read(self, node: yaml.Node, path: YAMLPath, line: int) -> Any:
+        self.lines[path] = line
+        if id(node) in self._open:
+            self._problem(path, line, "an alias refers to a node that contains it")
+            self.unresolved.add(path)
+            return None
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            self._fill(result, node, path)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            self._open.add(id(node))
+            items = [
+                self.read(item, (*path, index), item.start_mark.line + 1)
+                for index, item in enumerate(node.value)
+            ]
+            self._open.discard(id(node))
+            return items
+        return self._scalar(node, path, line)
+
+    def _fill(self, result: dict[str, Any], node: yaml.MappingNode, path: YAMLPath) -> None:
+        """Add `node`'s entries to `result`, skipping keys it already has (YAML merge order)."""
+        self._open.add(id(node))
+        seen: dict[str, int] = {}
+        merges: list[tuple[yaml.Node, int]] = []
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                merges.append((value_node, line))
+                continue
+            key = self._key(key_node, path, line)
+            if key is None:
+                continue
+            if key in seen:
+                message = f"duplicate key {key!r} (first on line {seen[key]})"
+                self._problem((*path, key), line, message)
+                continue
+            seen[key] = line
+            if key not in result:
+                result[key] = self.read(value_node, (*path, key), line)
+        for value_node, line in merges:
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    self._problem(path, line, "a merge key (<<) takes a mapping or a list of them")
+                elif id(source) in self._open:
+                    self._problem(path, line, "a merge key (<<) refers to a mapping containing it")
+                else:
+                    self._fill(result, source, path)
+        self._open.discard(id(node))
+
+    def _key(self, node: yaml.Node, path: YAMLPath, line: int) -> str | None:
+        if not isinstance(node, yaml.ScalarNode):
+            self._problem(path, line, "a key must be a string, not a list or mapping")
+            return None
+        key = self._construct(node, path, line)
+        if isinstance(key, str):
+            return key
+        message = (
+            f"key {node.value!r} is read as {type(key).__name__}; quote it to use it as a name"
+        )
+        self._problem(path, line, message)
+        return None
+
+    def _scalar(self, node: yaml.Node, path: YAMLPath, line: int) -> Any:
+        value = self._construct(node, path, line)
+        if not isinstance(value, str):
+            return value
+        text, problems = _interpolate(value, self.environ)
+        for problem in problems:
+            self._problem(path, line, problem)
+        if problems:
+            self.unresolved.add(path)
+        return text
+
+    def _construct(self, node: yaml.Node, path: YAMLPath, line: int) -> Any:
+        try:
+            return self._constructor.construct_object(node)
+        except ConstructorError as exc:
+            self._problem(path, line, f"invalid YAML: {exc.problem}")
+            self.unresolved.add(path)
+            return None
+
+    def _problem(self, path: YAMLPath, line: int, message: str) -> None:
+        self.issues.append(ConfigIssue(_format_path(path), message, self.filename, line))
+
+
+def _interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Fill `${VAR}` and `${VAR:-default}` from `environ`; `$${` stands for a literal `${`."""
+    problems: list[str] = []
+
+    def fill(found: re.Match[str]) -> str:
+        whole = found.group(0)
+        if whole == "$${":
+            return "${"
+        body = found.group("body")
+        parsed = _REFERENCE_BODY.fullmatch(body) if found.group("end") else None
+        if parsed is None or "${" in body:
+            problems.append(
+                f"malformed reference {whole!r}: write ${{NAME}} or ${{NAME:-default}},"
+                " or $${ for a literal '${'"
+            )
+            return whole
+        name, default = parsed.group("name"), parsed.group("default")
+        value = environ.get(name)
+        # As in the shell, `:-` also replaces a variable that is set but empty.
+        if default is not None and not value:
+            return default
+        if value is None:
+            problems.append(
+                f"environment variable {name!r} is not set (give a default with ${{{name}:-value}})"
+            )
+            return whole
+        return value
+
+    return _REFERENCE.sub(fill, text), problems
+
+
+def _validation_issues(
+    exc: ValidationError, data: Any, reader: _Reader, filename: str
+) -> list[ConfigIssue]:
+    located = []
+    for error in exc.errors(include_url=False):
+        path, union_at, bad_key = _locate(error["loc"], data)
+        if not any(path[: len(done)] == done for done in reader.unresolved):
+            located.append((path, union_at, bad_key, error))
+
+    # A value matching no arm of a union fails once per arm; keep the arm that got furthest.
+    deepest: dict[YAMLPath, int] = {}
+    for path, union_at, _, _ in located:
+        if union_at is not None:
+            base = path[:union_at]
+            deepest[base] = max(deepest.get(base, 0), len(path))
+    by_path: dict[tuple[YAMLPath, bool], list[ErrorDetails]] = {}
+    for path, union_at, bad_key, error in located:
+        if union_at is None or len(path) == deepest[path[:union_at]]:
+            by_path.setdefault((path, bad_key), []).append(error)
+
+    issues = []
+    for (path, bad_key), errors in by_path.items():
+        phrases = list(dict.fromkeys(_phrase(error, path) for error in errors))
+        if all(phrase.startswith("expected ") for phrase in phrases):
+            message = "expected " + " or ".join(
+                phrase.removeprefix("expected ") for phrase in phrases
+            )
+        else:
+            message = "; ".join(phrases)
+        value = errors[0]["input"]
+        kind = errors[0]["type"]
+        if bad_key:
+            message = f"invalid key {value!r}: {message}"
+        elif _lacks_value(kind, value, message):
+            message += f", got {_show(value)}"
+        line = _line_of(path, reader.lines)
+        issues.append(ConfigIssue(_format_path(path), message, filename, line))
+    return issues
+
+
+def _lacks_value(kind: str, value: Any, message: str) -> bool:
+    if kind in ("missing", "extra_forbidden") or repr(value) in message:
+        return False
+    # A model's own validator explains itself; its input is the whole mapping.
+    return not (kind == "value_error" and isinstance(value, dict))
+
+
+def _locate(loc: tuple[str | int, ...], data: Any) -> tuple[YAMLPath, int | None, bool]:
+    """Follow a pydantic error location through `data`.
+
+    Returns the YAML path, where a union member's tag was dropped from it (if anywhere), and
+    whether the error is about a mapping key rather than its value.
+    """
+    path: list[str | int] = []
+    union_at = None
+    bad_key = False
+    node = data
+    for index, part in enumerate(loc):
+        if part == "[key]":
+            bad_key = True
+        elif isinstance(part, int):
+            # Kept even when `data` holds a scalar here: a before-validator made it a list.
+            path.append(part)
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif isinstance(node, dict) and (part in node or index == len(loc) - 1):
+            path.append(part)
+            node = node.get(part)
+        elif union_at is None:
+            union_at = len(path)
+    return tuple(path), union_at, bad_key
+
+
+def _phrase(error: ErrorDetails, path: YAMLPath) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return f"missing required key {path[-1]!r}"
+    if kind == "extra_forbidden":
+        return _unknown_key(path)
+    if kind == "literal_error":
+        return f"expected one of {error.get('ctx', {}).get('expected', '?')}"
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    return error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _unknown_key(path: YAMLPath) -> str:
+    key = str(path[-1])
+    model = _model_at(path[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    accepted = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(key, accepted, n=1)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r} (accepted: {', '.join(accepted)})"
+
+
+def _model_at(path: YAMLPath) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `path`, found from RulesConfig's fields."""
+    annotation: Any = RulesConfig
+    for part in path:
+        annotation = _step(annotation, part)
+    for arm in _arms(annotation):
+        if isinstance(arm, type) and issubclass(arm, BaseModel):
+            return arm
+    return None
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    for arm in _arms(annotation):
+        origin = get_origin(arm)
+        if isinstance(arm, type) and issubclass(arm, BaseModel) and isinstance(part, str):
+            for name, field in arm.model_fields.items():
+                if part in (name, field.alias):
+                    return field.annotation
+        elif origin is dict:
+            return get_args(arm)[1]
+        elif origin is list and isinstance(part, int):
+            return get_args(arm)[0]
+    return None
+
+
+def _arms(annotation: Any) -> list[Any]:
+    if get_origin(annotation) is Annotated:
+        return _arms(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [arm for member in get_args(annotation) for arm in _arms(member)]
+    return [annotation]
+
+
+def _cross_check(
+    config: RulesConfig, lines: dict[YAMLPath, int], filename: str
+) -> list[ConfigIssue]:
+    """Checks that need the whole file: route targets exist, routes don't tie."""
+    issues = []
+    known = ", ".join(sorted(config.origins)) or "none are defined"
+    for index, route in enumerate(config.routes):
+        if route.proxy is not None and route.proxy not in config.origins:
+            message = f"origin {route.proxy!r} is not defined (known: {known})"
+            close = difflib.get_close_matches(route.proxy, config.origins, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            path = ("routes", index, "proxy")
+            issues.append(ConfigIssue(_format_path(path), message, filename, lines.get(path)))
+    try:
+        RouteTable(config.routes)
+    except ConfigError as exc:
+        by_name = {_format_path(path): line for path, line in lines.items()}
+        issues += [
+            dataclasses.replace(
+                issue, file=filename, line=issue.line or _line_of_name(issue.path, by_name)
+            )
+            for issue in exc.issues
+        ]
+    return issues
+
+
+def _line_of(path: YAMLPath, lines: dict[YAMLPath, int]) -> int | None:
+    """Line of the deepest part of `path` that the file has (a missing key has no line)."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+_LAST_PART = re.compile(r"(\[[^\]]*\]|\.[^.\[]*)$")
+
+
+def _line_of_name(name: str, lines: dict[str, int]) -> int | None:
+    """`_line_of` for a path already formatted as `routes[3].match`."""
+    while name not in lines:
+        shorter = _LAST_PART.sub("", name)
+        if shorter == name:
+            return lines.get("")
+        name = shorter
+    return lines[name]
+
+
+def _format_path(path: YAMLPath) -> str:
+    """`("routes", 3, "proxy")` as `routes[3].proxy`; odd keys as `origins['api.v1']`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _show(value: Any) -> str:
+    """A bad value as the file wrote it, cut short when long."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
