@@ -85,13 +85,15 @@ def parse_config(
         message = f"the top level must be a mapping of server, origins and routes, got {kind}"
         raise ConfigError([ConfigIssue("", message, filename, root.start_mark.line + 1)])
 
-    issues = list(reader.issues)
+    # Undefined origins are looked for in the raw data, so they are reported together with
+    # any other error rather than only once the rest of the file is valid.
+    issues = list(reader.issues) + _undefined_origins(data, reader.lines, filename)
     try:
         config = RulesConfig.model_validate(data)
     except ValidationError as exc:
         issues += _validation_issues(exc, data, reader, filename)
     else:
-        issues += _cross_check(config, reader.lines, filename)
+        issues += _route_ties(config, reader.lines, filename)
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
     return config
@@ -387,20 +389,36 @@ def _arms(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _cross_check(
-    config: RulesConfig, lines: dict[YAMLPath, int], filename: str
-) -> list[ConfigIssue]:
-    """Checks that need the whole file: route targets exist, routes don't tie."""
+def _undefined_origins(data: Any, lines: dict[YAMLPath, int], filename: str) -> list[ConfigIssue]:
+    """Routes whose `proxy:` names an origin the file does not define."""
+    if not isinstance(data, dict):
+        return []
+    origins = data.get("origins")
+    routes = data.get("routes")
+    if not isinstance(routes, list):
+        return []
+    defined = (
+        [name for name in origins if isinstance(name, str)] if isinstance(origins, dict) else []
+    )
+    known = ", ".join(sorted(defined)) or "none are defined"
     issues = []
-    known = ", ".join(sorted(config.origins)) or "none are defined"
-    for index, route in enumerate(config.routes):
-        if route.proxy is not None and route.proxy not in config.origins:
-            message = f"origin {route.proxy!r} is not defined (known: {known})"
-            close = difflib.get_close_matches(route.proxy, config.origins, n=1)
+    for index, route in enumerate(routes):
+        name = route.get("proxy") if isinstance(route, dict) else None
+        if isinstance(name, str) and name not in defined:
+            message = f"origin {name!r} is not defined (known: {known})"
+            close = difflib.get_close_matches(name, defined, n=1)
             if close:
                 message += f"; did you mean {close[0]!r}?"
-            path = ("routes", index, "proxy")
+            path: YAMLPath = ("routes", index, "proxy")
             issues.append(ConfigIssue(_format_path(path), message, filename, lines.get(path)))
+    return issues
+
+
+def _route_ties(
+    config: RulesConfig, lines: dict[YAMLPath, int], filename: str
+) -> list[ConfigIssue]:
+    """Routes that could tie for one request (found by compiling the route table)."""
+    issues: list[ConfigIssue] = []
     try:
         RouteTable(config.routes)
     except ConfigError as exc:

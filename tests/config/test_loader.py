@@ -518,13 +518,14 @@ def test_empty_file_is_all_defaults(text: str) -> None:
         ),
         pytest.param(
             """
+            origins: {a: {targets: "http://127.0.0.1:1"}}
             routes:
               - match: {path: /a}
                 proxy: a
                 respond: {}
             """,
             (
-                2,
+                3,
                 "routes[0]",
                 "a route needs exactly one action of proxy, redirect, respond "
                 "(found: proxy, respond)",
