@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -82,15 +83,25 @@ class Edge:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, **kwargs: object) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("timeout", 30.0)
+        client = httpx.Client(base_url=self.url, **kwargs)  # type: ignore[arg-type]
         self.clients.append(client)
         return client
 
     def logs(self) -> str:
         return self.stderr.read_text()
 
-    def access_log(self) -> list[str]:
-        return self.stdout.read_text().splitlines()
+    def access_log(self, count: int = 1) -> list[dict[str, object]]:
+        """The access log entries, waiting (bounded) until at least `count` are written.
+
+        A line is written after its response is sent, so a client can be ahead of it.
+        """
+        for _ in range(100):
+            lines = self.stdout.read_text().splitlines()
+            if len(lines) >= count:
+                break
+            time.sleep(0.05)
+        return [json.loads(line) for line in lines]
 
 
 def start_origin(tmp_path: Path, name: str, port: int | None = None) -> Origin:

@@ -7,7 +7,7 @@ Endpoints (any path prefix works, the last segment picks the behaviour):
   /sse?n=N&key=K      N server-sent events; each after the first waits for /release?key=K
   /forever            an endless event stream; /_count says how many are still open
   /redirect?to=URL    302 to URL
-  /slow?delay=S       answers after S seconds
+  /slow?delay=S       answers after S seconds (counted in /_count while waiting)
   /status/NNN         answers status NNN
   /hop                answers with hop-by-hop headers the proxy must drop
   /ws                 WebSocket echo; "close:CODE" closes with CODE
@@ -49,6 +49,12 @@ async def read_body(receive: Any) -> tuple[int, str]:
         if not message.get("more_body"):
             break
     return size, digest.hexdigest()
+
+
+async def watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 async def websocket(scope: Any, receive: Any, send: Any) -> None:
@@ -120,13 +126,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         gone = asyncio.Event()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(watch_disconnect(receive, gone))
         OPEN_STREAMS[0] += 1
         try:
             while not gone.is_set():
@@ -153,8 +153,18 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     if last == "slow":
-        await asyncio.sleep(float(query.get("delay", ["5"])[0]))
-        await send_json(send, 200, {"slow": True})
+        # Counted in /_count while waiting; a proxy that gives up on us must close the
+        # connection, which ends the wait early.
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(watch_disconnect(receive, gone))
+        OPEN_STREAMS[0] += 1
+        try:
+            await asyncio.wait_for(gone.wait(), float(query.get("delay", ["5"])[0]))
+        except TimeoutError:
+            await send_json(send, 200, {"slow": True})
+        finally:
+            OPEN_STREAMS[0] -= 1
+            watcher.cancel()
         return
     if raw_path.startswith("/status/"):
         await send_json(send, int(last), {"status": int(last)})

@@ -143,7 +143,7 @@ def test_trusted_proxy_chain_is_appended(origin: Origin, edge_factory: Callable[
     )
     assert seen["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
     assert seen["x-forwarded-proto"] == ["https"]
-    line = json.loads(edge.access_log()[-1])
+    line = edge.access_log()[-1]
     assert line["client"] == "203.0.113.9"
 
 
@@ -263,3 +263,17 @@ def test_upstream_stream_closed_when_client_leaves(edge: Edge, origin: Origin) -
             break
         time.sleep(0.05)
     assert httpx.get(f"{origin.url}/_count").json()["open_streams"] == 0
+
+
+def test_upstream_request_closed_when_client_leaves_before_the_response(
+    edge: Edge, origin: Origin
+) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        edge.client(timeout=0.5).get("/api/slow", params={"delay": 30})
+    for _ in range(100):
+        if httpx.get(f"{origin.url}/_count").json()["open_streams"] == 0:
+            break
+        time.sleep(0.05)
+    assert httpx.get(f"{origin.url}/_count").json()["open_streams"] == 0
+    line = edge.access_log()[-1]
+    assert line["status"] == 499
