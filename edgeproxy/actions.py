@@ -10,6 +10,7 @@ import aiohttp
 
 from edgeproxy.config.models import Route, ServerConfig
 from edgeproxy.context import RequestContext
+from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.forward import ProxyAction
 from edgeproxy.proxy.headers import HeaderRules, TrustedProxies
 from edgeproxy.proxy.upstreams import UpstreamPool
@@ -39,6 +40,7 @@ class BuildContext:
     server: ServerConfig
     pools: Mapping[str, UpstreamPool]
     trusted: TrustedProxies
+    client: UpstreamClient
     session: aiohttp.ClientSession
 
 
@@ -96,6 +98,7 @@ def _proxy(route: Route, build: BuildContext) -> Action:
         preserve_host=route.preserve_host,
         max_body_size=route.max_body_size or build.server.max_body_size,
         trusted=build.trusted,
+        client=build.client,
         session=build.session,
     )
 

@@ -22,6 +22,7 @@ from edgeproxy.exceptions import ConfigError
 from edgeproxy.gateway import Gateway
 from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
+from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.healthchecks import run_health_checks
 from edgeproxy.proxy.upstreams import UpstreamPool, UpstreamRegistry
 from edgeproxy.runtime import Runtime, build_runtime, resolve_state_dir
@@ -48,6 +49,7 @@ class EdgeApp:
         self.registry = UpstreamRegistry()
         self._runtime: Runtime | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.client = UpstreamClient()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._health: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
@@ -121,6 +123,7 @@ class EdgeApp:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.client.close()
         if self._session is not None:
             await self._session.close()
 
@@ -149,7 +152,12 @@ class EdgeApp:
         added, dropped = self.registry.update(config.origins)
         version = self._runtime.version + 1 if self._runtime else 1
         self._runtime = build_runtime(
-            config, pools=self.registry.pools, session=self._session, version=version, digest=digest
+            config,
+            pools=self.registry.pools,
+            client=self.client,
+            session=self._session,
+            version=version,
+            digest=digest,
         )
         self.reloads += 1 if version > 1 else 0
         self.last_error = None

@@ -15,6 +15,7 @@ import aiohttp
 
 from edgeproxy.actions import ACTIONS, BuildContext
 from edgeproxy.config.models import RulesConfig
+from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.headers import TrustedProxies
 from edgeproxy.proxy.upstreams import UpstreamPool
 from edgeproxy.routing.table import RouteTable
@@ -34,13 +35,16 @@ def build_runtime(
     config: RulesConfig,
     *,
     pools: Mapping[str, UpstreamPool],
+    client: UpstreamClient,
     session: aiohttp.ClientSession,
     version: int,
     digest: str,
 ) -> Runtime:
     """Compile `config` (already validated by the loader) into a runtime."""
     trusted = TrustedProxies(config.server.trusted_proxies)
-    build = BuildContext(server=config.server, pools=pools, trusted=trusted, session=session)
+    build = BuildContext(
+        server=config.server, pools=pools, trusted=trusted, client=client, session=session
+    )
     table = RouteTable(config.routes)
     for route in table.routes:
         route.payload = ACTIONS[route.config.action](route.config, build)

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-from yarl import URL
 
 from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import (
@@ -16,7 +15,8 @@ from edgeproxy.exceptions import (
     UpstreamError,
     UpstreamTimeout,
 )
-from edgeproxy.proxy.errors import ResponseAborted, upstream_errors
+from edgeproxy.proxy.client import UpstreamClient, UpstreamResponse
+from edgeproxy.proxy.errors import ResponseAborted
 from edgeproxy.proxy.headers import (
     HeaderRules,
     TrustedProxies,
@@ -28,11 +28,9 @@ from edgeproxy.proxy.websocket import HANDSHAKE, proxy_websocket
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.rewrite import PathRewriter
 from edgeproxy.routing.table import RouteMatch
-from edgeproxy.types import Receive, Scope, Send
+from edgeproxy.types import Headers, Receive, Scope, Send
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-# aiohttp adds these unless told not to; a proxy forwards only what the client sent.
-_SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 
 
 class ClientGone(Exception):
@@ -96,6 +94,7 @@ class ProxyAction:
         preserve_host: bool,
         max_body_size: int,
         trusted: TrustedProxies,
+        client: UpstreamClient,
         session: aiohttp.ClientSession,
     ) -> None:
         self.pool = pool
@@ -105,29 +104,24 @@ class ProxyAction:
         self.preserve_host = preserve_host
         self.max_body_size = max_body_size
         self.trusted = trusted
+        self.client = client
         self.session = session
-        origin = pool.config
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout
-        )
 
     def upstream_headers(
         self, scope: Scope, ctx: RequestContext, target: Target, prefix: str | None
-    ) -> list[tuple[str, str]]:
+    ) -> Headers:
         peer = scope["client"][0] if scope.get("client") else ""
+        host = ctx.host.encode("latin-1")
         headers = upstream_request_headers(
             scope["headers"],
             peer_trusted=self.trusted.trusts(peer),
             peer=peer,
             scheme=ctx.scheme,
-            host=ctx.host.encode("latin-1"),
+            host=host,
             prefix=prefix,
-            upstream_host=ctx.host.encode("latin-1")
-            if self.preserve_host
-            else target.netloc.encode(),
+            upstream_host=host if self.preserve_host else target.netloc_bytes,
         )
-        headers = self.request_rules.apply(headers)
-        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+        return self.request_rules.apply(headers)
 
     async def __call__(
         self,
@@ -143,11 +137,13 @@ class ProxyAction:
             raise PayloadTooLarge(
                 f"request body of {length} bytes is larger than the limit of {self.max_body_size}"
             )
-        upstream_path = self.rewriter.upstream_path(match, path)
+        path_qs = self.rewriter.upstream_path(match, path).encode("latin-1")
+        if scope["query_string"]:
+            path_qs += b"?" + scope["query_string"]
         prefix = self.rewriter.stripped_prefix(match, path)
-        query = scope["query_string"]
         method = scope["method"]
         body = RequestBody(receive, self.max_body_size) if has_body(scope, length) else None
+        origin = self.pool.config
 
         watcher = DisconnectWatcher(receive)
         if body is None:
@@ -156,17 +152,21 @@ class ProxyAction:
         try:
             while True:
                 target = self.pool.select(ctx.client_ip, tried)
-                url = target.url + upstream_path
-                if query:
-                    url += "?" + query.decode("latin-1")
                 headers = self.upstream_headers(scope, ctx, target, prefix)
-                if length is not None and body is not None:
-                    headers.append(("Content-Length", str(length)))
                 ctx.upstream = target.url
                 started = time.perf_counter()
                 target.active += 1
                 try:
-                    response = await self._request(method, url, headers, body, target, watcher)
+                    response = await self.client.request(
+                        target,
+                        method,
+                        target.base_path_bytes + path_qs,
+                        headers,
+                        body.__aiter__() if body is not None else None,
+                        length,
+                        origin.connect_timeout,
+                        origin.read_timeout,
+                    )
                 except (UpstreamConnectError, UpstreamTimeout) as exc:
                     target.active -= 1
                     self.pool.record_failure(target)
@@ -175,13 +175,17 @@ class ProxyAction:
                         isinstance(exc, UpstreamConnectError)
                         and method in IDEMPOTENT
                         and (body is None or not body.started)
-                        and len(tried) <= self.pool.config.retries
+                        and len(tried) <= origin.retries
                         and len(tried) < len(self.pool.targets)
                     )
                     if not retryable:
                         raise
                     continue
+                except BaseException:
+                    target.active -= 1
+                    raise
                 break
+            watcher.start()
             try:
                 self.pool.record_success(target)
                 await self._relay(response, send, match, path, ctx, target)
@@ -219,9 +223,9 @@ class ProxyAction:
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
         headers = [
-            (name, value)
+            (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in self.upstream_headers(scope, ctx, target, prefix)
-            if name.encode() not in HANDSHAKE
+            if name not in HANDSHAKE
         ]
         ctx.upstream = target.url
         target.active += 1
@@ -242,40 +246,9 @@ class ProxyAction:
         finally:
             target.active -= 1
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: RequestBody | None,
-        target: Target,
-        watcher: DisconnectWatcher,
-    ) -> aiohttp.ClientResponse:
-        try:
-            with upstream_errors(target.url):
-                response = await self.session.request(
-                    method,
-                    URL(url, encoded=True),
-                    headers=headers,
-                    data=body.__aiter__() if body is not None else None,
-                    allow_redirects=False,
-                    timeout=self.timeout,
-                    skip_auto_headers=_SKIP_AUTO_HEADERS,
-                )
-        except UpstreamError:
-            # A failure of our own body reader surfaces through aiohttp as a connection error.
-            if body is not None and body.error is not None:
-                raise body.error from None
-            raise
-        if body is not None and body.error is not None:
-            response.release()
-            raise body.error
-        watcher.start()
-        return response
-
     async def _relay(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         send: Send,
         match: RouteMatch,
         path: RequestPath,
@@ -296,27 +269,23 @@ class ProxyAction:
                 rest = value[len(origin) :] or b"/"
             elif not value.startswith(b"/") or value.startswith(b"//"):
                 return value
-            base = target.base_path.encode()
+            base = target.base_path_bytes
             if base and (rest == base or rest.startswith(base + b"/")):
                 rest = rest[len(base) :] or b"/"
             mapped = self.rewriter.public_path(rest.decode("latin-1"), match, path)
             rest = mapped.encode("latin-1") if mapped is not None else rest
             return public_origin + rest if absolute else rest
 
-        headers = client_response_headers(response.raw_headers, relocate)
+        headers = client_response_headers(response.headers, relocate)
         headers = self.response_rules.apply(headers)
-        ctx.status = response.status
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         sent = 0
         try:
-            with upstream_errors(target.url):
-                async for chunk in response.content.iter_any():
-                    sent += len(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for chunk in response.iter_body():
+                sent += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
-            ctx.bytes_sent = sent
             raise ResponseAborted(f"{exc.detail} after {sent} bytes of the response") from exc
-        ctx.bytes_sent = sent
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

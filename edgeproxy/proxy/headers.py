@@ -21,7 +21,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"host"}
+# `Expect: 100-continue` is answered by our own server; the origin gets the whole body.
+_REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
 _FORWARDED = frozenset(
     {
         b"x-forwarded-for",

@@ -23,11 +23,13 @@ class Target:
     __slots__ = (
         "active",
         "base_path",
+        "base_path_bytes",
         "ejected_until",
         "fails",
         "healthy",
         "host",
         "netloc",
+        "netloc_bytes",
         "origin",
         "port",
         "scheme",
@@ -41,9 +43,11 @@ class Target:
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.netloc = parts.netloc
+        self.netloc_bytes = parts.netloc.encode()
         # "scheme://netloc" as the origin would write it in an absolute Location.
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.base_path = parts.path.rstrip("/")
+        self.base_path_bytes = self.base_path.encode()
         self.active = 0
         self.fails = 0
         self.ejected_until = 0.0

@@ -1,0 +1,367 @@
+"""A lean HTTP/1.1 client for forwarding: keep-alive pools on asyncio protocols, httptools parsing.
+
+aiohttp's client spends most of a proxied request in its own machinery (bench/README.md
+has the figures); a proxy needs far less of it. This client sends the request head it is
+given (the caller has already removed hop-by-hop headers and framing), frames the body
+itself, and hands back the status, the raw header list and the body as it arrives, with
+flow control in both directions. WebSockets and health checks still use aiohttp.
+
+Failures are raised as edgeproxy's own exceptions, mapped here once: refused or reset →
+`UpstreamConnectError`, silence past a timeout → `UpstreamTimeout`, broken HTTP →
+`UpstreamProtocolError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+
+from edgeproxy.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from edgeproxy.proxy.upstreams import Target
+from edgeproxy.types import Headers
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+_MAX_IDLE_PER_TARGET = 128
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection to an origin, carrying one exchange at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int], where: str) -> None:
+        self.loop = loop
+        self.key = key
+        self.where = where
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self._pool: deque[_Connection] | None = None
+        self._reset(head_only=False)
+
+    def _reset(self, head_only: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only
+        self.status = 0
+        self.headers: Headers = []
+        self.head_ready = False
+        self.until_close = False
+        self.complete = False
+        self.keep_alive = False
+        self.received_any = False
+        self.error: BaseException | None = None
+        self.body: deque[bytes] = deque()
+        self.buffered = 0
+        self.reading_paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._pool is not None:
+            # Closed while idle: the origin timed the keep-alive out.
+            self._pool.remove(self)
+            self._pool = None
+        if self.until_close and not self.complete:
+            # A body without Content-Length or chunking ends when the connection does.
+            self.complete = True
+        elif not self.complete and self.error is None:
+            self.error = UpstreamConnectError(f"connection to {self.where} was closed mid-exchange")
+        self._wake()
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # A 101 to a request that asked for no upgrade: nothing to relay it to.
+            self._fail(UpstreamProtocolError(f"{self.where} switched protocols unasked"))
+        except httptools.HttpParserError as exc:
+            if not self.complete:
+                self._fail(UpstreamProtocolError(f"{self.where} sent invalid HTTP: {exc}"))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            # Interim responses (103 Early Hints) are not relayed; wait for the final one.
+            self.headers = []
+            return
+        self.status = status
+        self.head_ready = True
+        if self.head_only or status in (204, 304):
+            self.keep_alive = bool(self.parser.should_keep_alive())
+            self.complete = True
+        else:
+            framed = any(
+                name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+            )
+            self.until_close = not framed
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.head_only:
+            return
+        self.body.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self.head_ready:
+            return
+        if not self.head_only:
+            self.keep_alive = bool(self.parser.should_keep_alive())
+            self.complete = True
+        self._wake()
+
+    # used by UpstreamClient and UpstreamResponse
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def wake_on_done(self, task: asyncio.Task[None]) -> None:
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait(self, silence: float) -> None:
+        """Until something arrives (head, body, end or error), or `silence` seconds pass.
+
+        A timer handle rather than `asyncio.timeout`: this runs per read on the hot path.
+        """
+        self.waiter = self.loop.create_future()
+        timer = self.loop.call_later(silence, self._timed_out, self.waiter, silence)
+        try:
+            await self.waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+    def _timed_out(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        if not waiter.done():
+            self._fail(UpstreamTimeout(f"{self.where} sent nothing for {timeout:g}s"))
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    def take_body(self) -> bytes:
+        chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        self.buffered = 0
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+
+class UpstreamResponse:
+    """The status and headers of an origin's response, and its body as it arrives."""
+
+    __slots__ = ("_client", "_conn", "_read_timeout", "_writer", "headers", "status")
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        conn: _Connection,
+        read_timeout: float,
+        writer: asyncio.Task[None] | None,
+    ) -> None:
+        self._client = client
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._writer = writer
+        self.status = conn.status
+        self.headers = conn.headers
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        while True:
+            if conn.body:
+                yield conn.take_body()
+            elif conn.complete:
+                return
+            elif conn.error is not None:
+                raise conn.error
+            else:
+                await conn.wait(self._read_timeout)
+
+    def release(self) -> None:
+        """Return the connection to its pool if the exchange ended cleanly, else close it."""
+        conn = self._conn
+        writer_done = self._writer is None or self._writer.done()
+        if (
+            conn.complete
+            and conn.keep_alive
+            and conn.error is None
+            and writer_done
+            and not conn.closed
+        ):
+            self._client._put_back(conn)
+        else:
+            if self._writer is not None:
+                self._writer.cancel()
+            conn.close()
+
+
+class UpstreamClient:
+    """Keep-alive connection pools per (host, port), shared by every route and reload."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._tls = ssl.create_default_context()
+
+    async def request(
+        self,
+        target: Target,
+        method: str,
+        path_qs: bytes,
+        headers: Headers,
+        body: AsyncIterator[bytes] | None,
+        content_length: int | None,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> UpstreamResponse:
+        """Send one request and wait for the response head."""
+        head = _request_head(method, path_qs, headers, body is not None, content_length)
+        head_only = method == "HEAD"
+        while True:
+            conn = self._idle_connection(target) or await self._connect(target, connect_timeout)
+            conn._reset(head_only)
+            conn.transport.write(head)  # type: ignore[union-attr]
+            writer = None
+            if body is not None:
+                writer = asyncio.ensure_future(_write_body(conn, body, content_length is None))
+                # A failing body (too large, client gone) must wake the wait for the head.
+                writer.add_done_callback(conn.wake_on_done)
+            try:
+                while not conn.head_ready:
+                    if conn.error is not None:
+                        raise conn.error
+                    if writer is not None and writer.done() and writer.exception() is not None:
+                        raise writer.exception()  # type: ignore[misc]
+                    await conn.wait(read_timeout)
+            except UpstreamConnectError:
+                conn.close()
+                # A reused keep-alive connection the origin had just closed: try a fresh one,
+                # as long as nothing of the request body was consumed.
+                if conn.reused and not conn.received_any and body is None:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                if writer is not None:
+                    writer.cancel()
+                raise
+            return UpstreamResponse(self, conn, read_timeout, writer)
+
+    def _idle_connection(self, target: Target) -> _Connection | None:
+        idle = self._idle.get((target.host, target.port))
+        while idle:
+            conn = idle.pop()
+            conn._pool = None
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    async def _connect(self, target: Target, limit: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        key = (target.host, target.port)
+        tls: dict[str, Any] = {}
+        if target.scheme == "https":
+            tls = {"ssl": self._tls, "server_hostname": target.host}
+        try:
+            async with asyncio.timeout(limit):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, key, target.url), target.host, target.port, **tls
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"cannot connect to {target.url} within {limit:g}s") from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UpstreamConnectError(f"cannot connect to {target.url}: {reason}") from exc
+        return conn
+
+    def _put_back(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= _MAX_IDLE_PER_TARGET:
+            conn.close()
+            return
+        conn._pool = idle
+        idle.append(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in list(idle):
+                conn._pool = None
+                conn.close()
+        self._idle.clear()
+
+
+def _request_head(
+    method: str, path_qs: bytes, headers: Headers, has_body: bool, content_length: int | None
+) -> bytes:
+    parts = [method.encode(), b" ", path_qs, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += [name, b": ", value, b"\r\n"]
+    if has_body:
+        if content_length is None:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            parts += [b"content-length: ", str(content_length).encode(), b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+async def _write_body(conn: _Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
+    transport = conn.transport
+    assert transport is not None
+    async for chunk in body:
+        if conn.closed:
+            return
+        if chunked:
+            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            transport.write(chunk)
+        await conn.drain()
+    if chunked and not conn.closed:
+        transport.write(b"0\r\n\r\n")

@@ -1,0 +1,250 @@
+"""The forwarding client against scripted origins: raw bytes over loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from edgeproxy.exceptions import (
+    PayloadTooLarge,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from edgeproxy.proxy.client import UpstreamClient
+from edgeproxy.proxy.upstreams import Target
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve(script: Script) -> tuple[asyncio.Server, Target]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await script(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, Target(f"http://127.0.0.1:{port}")
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def fetch(
+    client: UpstreamClient,
+    target: Target,
+    method: str = "GET",
+    body: AsyncIterator[bytes] | None = None,
+    length: int | None = None,
+    read_timeout: float = 5.0,
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    response = await client.request(
+        target, method, b"/x?y=1", [(b"host", b"o")], body, length, 2.0, read_timeout
+    )
+    chunks = [chunk async for chunk in response.iter_body()]
+    response.release()
+    return response.status, dict(response.headers), b"".join(chunks)
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+
+
+def test_request_head_and_keep_alive_reuse() -> None:
+    heads: list[bytes] = []
+    connections = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                heads.append(await read_head(reader))
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok")
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        for _ in range(3):
+            assert await fetch(client, target) == (
+                200,
+                {b"content-length": b"2", b"x-a": b"1"},
+                b"ok",
+            )
+        client.close()
+        server.close()
+
+    run(main())
+    assert heads[0] == b"GET /x?y=1 HTTP/1.1\r\nhost: o\r\n\r\n"
+    assert connections == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "method", "expected_body"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD", b"", id="head-has-no-body"
+        ),
+        pytest.param(
+            b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", "GET", b"", id="304-has-no-body"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            "GET",
+            b"abcde",
+            id="chunked-body",
+        ),
+        pytest.param(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
+            "GET",
+            b"z",
+            id="interim-response-skipped",
+        ),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\n\r\nuntil the end", "GET", b"until the end", id="body-until-close"
+        ),
+    ],
+)
+def test_response_framing(response: bytes, method: str, expected_body: bytes) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(response)
+        await writer.drain()
+        if b"Content-Length" not in response and b"chunked" not in response and method != "HEAD":
+            writer.close()
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        _, _, body = await fetch(client, target, method)
+        assert body == expected_body
+        client.close()
+        server.close()
+
+    run(main())
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [
+        pytest.param(6, b"content-length: 6\r\n\r\nabcdef", id="declared-length"),
+        pytest.param(
+            None,
+            b"transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+            id="chunked",
+        ),
+    ],
+)
+def test_request_body_framing(length: int | None, expected: bytes) -> None:
+    received = bytearray()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.extend(await read_head(reader))
+        received.extend(await reader.read(len(expected)))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        await fetch(client, target, "POST", chunks(b"abc", b"def"), length)
+        client.close()
+        server.close()
+
+    run(main())
+    assert bytes(received).endswith(expected)
+
+
+def test_stale_keep_alive_connection_is_replaced() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        # Answer once, then drop the connection as an origin's keep-alive timeout would.
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        assert (await fetch(client, target))[2] == b"1"
+        await asyncio.sleep(0.05)
+        assert (await fetch(client, target))[2] == b"1"
+        client.close()
+        server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        pytest.param(None, UpstreamTimeout, id="silence-is-timeout"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            UpstreamConnectError,
+            id="truncated-body",
+        ),
+        pytest.param(b"NOT HTTP AT ALL\r\n\r\n", UpstreamProtocolError, id="garbage"),
+    ],
+)
+def test_failures_map_to_edge_errors(response: bytes | None, error: type[Exception]) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        if response is None:
+            await asyncio.sleep(5)
+            return
+        writer.write(response)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        with pytest.raises(error):
+            await fetch(client, target, read_timeout=0.3)
+        client.close()
+        server.close()
+
+    run(main())
+
+
+def test_connection_refused() -> None:
+    async def main() -> None:
+        server, target = await serve(read_head)  # type: ignore[arg-type]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(UpstreamConnectError, match="cannot connect"):
+            await fetch(UpstreamClient(), target)
+
+    run(main())
+
+
+def test_body_error_surfaces_instead_of_waiting() -> None:
+    async def too_large() -> AsyncIterator[bytes]:
+        yield b"a"
+        raise PayloadTooLarge("too big")
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        server, target = await serve(script)
+        with pytest.raises(PayloadTooLarge):
+            await fetch(UpstreamClient(), target, "POST", too_large(), None, read_timeout=10)
+        server.close()
+
+    run(main())
