@@ -57,7 +57,12 @@ class EdgeApp:
         self.reloads = 0
         self.last_error: ConfigError | None = None
         self.last_attempt = 0.0
-        self.internal = InternalApp(self.status, lambda: self._ready, self.metrics)
+        self.internal = InternalApp(
+            self.status,
+            lambda: self._ready,
+            self.metrics,
+            lambda peer: self.runtime.internal_networks.contains(peer),
+        )
         self.gateway: Gateway | None = None
 
     @property

@@ -12,13 +12,20 @@ from edgeproxy.types import Receive, Scope, Send
 
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
+# These reveal the config and the upstreams; health and readiness are for everyone.
+_PRIVATE = frozenset({"/_edge/status", "/_edge/metrics"})
 
 
 class InternalApp:
     def __init__(
-        self, status: Callable[[], Mapping[str, Any]], ready: Callable[[], bool], metrics: Metrics
+        self,
+        status: Callable[[], Mapping[str, Any]],
+        ready: Callable[[], bool],
+        metrics: Metrics,
+        private_allowed: Callable[[str], bool],
     ) -> None:
         self.status = status
+        self.private_allowed = private_allowed
         self.ready = ready
         self.metrics = metrics
         self.endpoints: Mapping[str, Callable[[], Awaitable[tuple[int, bytes, bytes]]]] = {
@@ -32,12 +39,20 @@ class InternalApp:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
-        endpoint = self.endpoints.get(scope["path"].rstrip("/"))
+        path = scope["path"].rstrip("/")
+        endpoint = self.endpoints.get(path)
         if endpoint is None:
             detail = f"no internal endpoint {scope['path']}"
             missing = json.dumps({"error": "not-found", "detail": detail}).encode()
             await send_bytes(send, 404, [_JSON, _NO_STORE], missing)
             return
+        if path in _PRIVATE:
+            client = scope.get("client")
+            if not self.private_allowed(client[0] if client else ""):
+                detail = f"{path} is only served to server.internal_networks"
+                denied = json.dumps({"error": "forbidden", "detail": detail}).encode()
+                await send_bytes(send, 403, [_JSON, _NO_STORE], denied)
+                return
         if scope["method"] not in ("GET", "HEAD"):
             refused = b'{"error": "method-not-allowed", "detail": "use GET"}'
             await send_bytes(send, 405, [_JSON, _NO_STORE, (b"allow", b"GET, HEAD")], refused)

@@ -16,7 +16,7 @@ import aiohttp
 from edgeproxy.actions import ACTIONS, BuildContext
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.proxy.client import UpstreamClient
-from edgeproxy.proxy.headers import TrustedProxies
+from edgeproxy.proxy.headers import Networks, TrustedProxies
 from edgeproxy.proxy.upstreams import UpstreamPool
 from edgeproxy.routing.table import RouteTable
 
@@ -26,6 +26,7 @@ class Runtime:
     config: RulesConfig
     table: RouteTable
     trusted: TrustedProxies
+    internal_networks: Networks
     version: int
     digest: str
     loaded_at: float = field(default_factory=time.time)
@@ -48,7 +49,14 @@ def build_runtime(
     table = RouteTable(config.routes)
     for route in table.routes:
         route.payload = ACTIONS[route.config.action](route.config, build)
-    return Runtime(config=config, table=table, trusted=trusted, version=version, digest=digest)
+    return Runtime(
+        config=config,
+        table=table,
+        trusted=trusted,
+        internal_networks=Networks(config.server.internal_networks),
+        version=version,
+        digest=digest,
+    )
 
 
 def resolve_state_dir(config: RulesConfig, config_path: Path, override: str | None) -> Path:

@@ -8,6 +8,7 @@ need the whole file (an origin a route names must exist, two routes must not tie
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
@@ -45,6 +46,11 @@ class ServerConfig(Model):
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="Networks whose X-Forwarded-* headers are believed. Empty: nobody's.",
+    )
+    internal_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="Networks allowed to read /_edge/status and /_edge/metrics (health and "
+        "ready are open to all).",
     )
     max_body_size: ByteSize = Field(
         100 * MiB, description="Largest request body accepted (413 above)."

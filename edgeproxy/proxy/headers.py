@@ -35,14 +35,14 @@ _FORWARDED = frozenset(
 VIA = b"1.1 edgeproxy"
 
 
-class TrustedProxies:
-    """Which peers may tell us who the client is."""
+class Networks:
+    """A set of IP networks, asked per request whether an address is in it (cached)."""
 
     def __init__(self, networks: Sequence[IPv4Network | IPv6Network]) -> None:
         self._networks = tuple(networks)
-        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
+        self.contains = functools.lru_cache(maxsize=4096)(self._contains)
 
-    def _trusts(self, host: str) -> bool:
+    def _contains(self, host: str) -> bool:
         if not self._networks:
             return False
         try:
@@ -50,6 +50,14 @@ class TrustedProxies:
         except ValueError:
             return False
         return any(address in network for network in self._networks)
+
+
+class TrustedProxies(Networks):
+    """Which peers may tell us who the client is."""
+
+    def __init__(self, networks: Sequence[IPv4Network | IPv6Network]) -> None:
+        super().__init__(networks)
+        self.trusts = self.contains
 
     def client_ip(self, peer: str, forwarded_for: Iterable[bytes]) -> str:
         """The client's address: the peer, or from a trusted peer the rightmost untrusted hop."""

@@ -312,7 +312,7 @@ def test_empty_file_is_all_defaults(text: str) -> None:
             (
                 2,
                 "server.colour",
-                "unknown key 'colour' (accepted: listen, trusted_proxies, "
+                "unknown key 'colour' (accepted: listen, trusted_proxies, internal_networks, "
                 "max_body_size, timeouts, state_dir, access_log)",
             ),
             id="unknown-key-lists-accepted",

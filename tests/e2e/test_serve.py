@@ -78,3 +78,16 @@ def test_several_workers_serve(origin: Origin, edge_factory: Callable[..., Edge]
     edge = edge_factory(rules_for(origin), extra_args=["--workers", "2"])
     client = edge.client()
     assert all(client.get("/api/echo").status_code == 200 for _ in range(20))
+
+
+def test_status_and_metrics_only_for_internal_networks(
+    origin: Origin, edge_factory: Callable[..., Edge]
+) -> None:
+    edge = edge_factory("server:\n  internal_networks: [10.0.0.0/8]\n" + rules_for(origin))
+    client = edge.client()
+    for path in ("/_edge/status", "/_edge/metrics"):
+        response = client.get(path)
+        assert response.status_code == 403
+        assert "internal_networks" in response.json()["detail"]
+    assert client.get("/_edge/health").status_code == 200
+    assert client.get("/_edge/ready").status_code == 200
