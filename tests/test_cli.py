@@ -93,13 +93,13 @@ def test_routes_prints_the_table() -> None:
     assert result.returncode == 0
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["ROUTE", "HOST", "PATH", "METHODS", "ACTION"]
-    assert any(row.split()[:3] == ["edge-internals", "*", "/edge"] for row in rows)
+    assert any(row.split()[:3] == ["edge-health", "*", "/edge/health"] for row in rows)
 
 
 @pytest.mark.parametrize(
     ("url", "winner"),
     [
-        pytest.param("http://localhost/edge/health", "'edge-internals'", id="longest-prefix-wins"),
+        pytest.param("http://localhost/edge/health", "'edge-health'", id="longest-prefix-wins"),
         pytest.param("http://localhost/edgex", "'home'", id="whole-segments-only"),
         pytest.param("http://localhost/old-docs", "'old-docs'", id="exact-prefix"),
     ],
