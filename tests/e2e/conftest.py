@@ -118,8 +118,15 @@ def start_origin(tmp_path: Path, name: str, port: int | None = None) -> Origin:
     return Origin(name, port, process, log)
 
 
-def start_edge(tmp_path: Path, rules: str, *, extra_args: list[str] | None = None) -> Edge:
-    port = free_port()
+def start_edge(
+    tmp_path: Path,
+    rules: str,
+    *,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Edge:
+    port = port or free_port()
     config = tmp_path / "rules.yaml"
     config.write_text(rules)
     stdout, stderr = tmp_path / "edge.out", tmp_path / "edge.err"
@@ -129,7 +136,7 @@ def start_edge(tmp_path: Path, rules: str, *, extra_args: list[str] | None = Non
             [sys.executable, "-m", "edgeproxy", "serve", "--config", str(config),
              "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir),
              *(extra_args or [])],
-            cwd=tmp_path, stdout=out, stderr=err,
+            cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, **(env or {})},
         )  # fmt: skip
     wait_until_up(f"http://127.0.0.1:{port}/_edge/health", process, stderr)
     return Edge(port, config, process, stdout, stderr, state_dir)

@@ -1,0 +1,32 @@
+"""End to end: the shipped rules.yaml does what README.md says it does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.conftest import ROOT, Edge, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_shipped_rules_serve_the_documented_urls(edge_factory: Callable[..., Edge]) -> None:
+    port = free_port()
+    edge = edge_factory(
+        (ROOT / "rules.yaml").read_text(),
+        env={"EDGEPROXY_LISTEN": f"127.0.0.1:{port}"},
+        port=port,
+    )
+    client = edge.client()
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "edgeproxy is running" in home.text
+    assert home.headers["x-frame-options"] == "DENY"
+    proxied = client.get("/edge/health")
+    assert proxied.json() == {"status": "ok"}
+    assert proxied.headers["via"] == "1.1 edgeproxy"
+    redirect = client.get("/old-docs/routing")
+    assert redirect.status_code == 301
+    assert redirect.headers["location"] == "/docs/routing"
+    assert client.get("/docs/routing").status_code == 200
