@@ -1,0 +1,134 @@
+"""The named benchmark scenarios.
+
+A scenario is a generator registered with `@scenario(name, label)`: it starts what it needs
+through `Bench`, yields the URL wrk should load, and everything it started stops when the
+run is over. A new one is a few lines, e.g. edgeproxy serving a static file:
+
+    @scenario("static-1k", "edgeproxy static file, 1 KiB")
+    def static_1k(bench: Bench) -> Iterator[str]:
+        (bench.tmp / "site").mkdir()
+        (bench.tmp / "site" / "1k").write_bytes(BODY)
+        with bench.edgeproxy("static-1k", STATIC_RULES) as base:
+            yield base + "/1k"
+
+Every body is 1 KiB (the floor's BODY, which nginx also serves as /1k) so that ratios to
+the floor compare like with like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.servers import SERVER_CPU, BenchError, free_port, running, tail
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What a scenario gets: a scratch directory and the running nginx origin's base URL."""
+
+    tmp: Path
+    origin: str
+
+    def uvicorn(
+        self, name: str, app: str, *, ready_path: str = "/", env: dict[str, str] | None = None
+    ) -> contextlib.AbstractContextManager[str]:
+        """Serve `app` (module:attr) as edgeproxy is served: httptools, uvloop, one worker,
+        no access log. The block gets the server's base URL."""
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "uvicorn", app,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--http", "httptools", "--loop", "uvloop", "--workers", "1",
+            "--lifespan", "on", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        return self._server(name, argv, port, ready_path, env)
+
+    def edgeproxy(self, name: str, rules: str) -> contextlib.AbstractContextManager[str]:
+        """Run `python -m edgeproxy serve` with `rules` as rules.yaml (`{origin}` in it
+        becomes the nginx URL, `{tmp}` the scratch directory). The block gets the base URL."""
+        port = free_port()
+        config = self.tmp / f"{name}.rules.yaml"
+        config.write_text(rules.format(origin=self.origin, tmp=self.tmp))
+        argv = [
+            sys.executable, "-m", "edgeproxy", "serve", "--config", str(config),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--state-dir", str(self.tmp / f"{name}.state"),
+        ]  # fmt: skip
+        return self._server(name, argv, port, "/_edge/health", None)
+
+    @contextlib.contextmanager
+    def _server(
+        self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None
+    ) -> Iterator[str]:
+        base = f"http://127.0.0.1:{port}"
+        log = self.tmp / f"{name}.log"
+        with running(name, argv, cpu=SERVER_CPU, ready_url=base + ready_path, log=log, env=env):
+            try:
+                yield base
+            except BenchError as exc:
+                raise BenchError(f"{exc}\n{name} output:\n{tail(log)}") from exc
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    start: Callable[[Bench], contextlib.AbstractContextManager[str]]
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, label: str
+) -> Callable[[Callable[[Bench], Iterator[str]]], Callable[[Bench], Iterator[str]]]:
+    """Register a generator `fn(bench)` that starts a server and yields the URL to load."""
+
+    def register(fn: Callable[[Bench], Iterator[str]]) -> Callable[[Bench], Iterator[str]]:
+        SCENARIOS[name] = Scenario(name, label, contextlib.contextmanager(fn))
+        return fn
+
+    return register
+
+
+PROXY_RULES = """\
+server:
+  access_log: false
+origins:
+  nginx:
+    targets: ["{origin}"]
+routes:
+  - match: {{path: /}}
+    proxy: nginx
+"""
+
+
+@scenario("floor", "raw ASGI app on uvicorn, 1 KiB")
+def floor(bench: Bench) -> Iterator[str]:
+    with bench.uvicorn("floor", "bench.floor:app") as base:
+        yield base + "/"
+
+
+@scenario("nginx-direct", "nginx origin itself, 1 KiB (shares CPU 1 with wrk)")
+def nginx_direct(bench: Bench) -> Iterator[str]:
+    yield bench.origin + "/1k"
+
+
+@scenario("uvicorn-aiohttp-proxy", "raw ASGI + one aiohttp session -> nginx, 1 KiB")
+def naive_proxy(bench: Bench) -> Iterator[str]:
+    env = {"NAIVE_PROXY_UPSTREAM": bench.origin}
+    with bench.uvicorn("naive-proxy", "bench.naive_proxy:app", ready_path="/1k", env=env) as base:
+        yield base + "/1k"
+
+
+@scenario("proxy", "edgeproxy pass-through -> nginx, 1 KiB")
+def proxy(bench: Bench) -> Iterator[str]:
+    with bench.edgeproxy("proxy", PROXY_RULES) as base:
+        yield base + "/1k"
+
+
+DEFAULT = ["floor", "nginx-direct", "uvicorn-aiohttp-proxy", "proxy"]
