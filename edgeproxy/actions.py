@@ -84,6 +84,7 @@ class RespondAction:
         ctx: RequestContext,
     ) -> None:
         ctx.status = self.status
+        ctx.bytes_sent = len(self.body)
         # uvicorn drops the body of a HEAD response but keeps its Content-Length.
         await send_bytes(send, self.status, self.headers, self.body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -31,6 +32,17 @@ def request_host(scope: Scope) -> str:
     return host.decode("latin-1")
 
 
+class RequestIds:
+    """Request IDs unique across restarts and workers: a random prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
+
+
 class Gateway:
     """Routes each request to its route's action, or to the internal `/_edge/` app."""
 
@@ -45,6 +57,18 @@ class Gateway:
         self.internal = internal
         self.metrics = metrics
         self.access_log = access_log
+        self.request_ids = RequestIds()
+
+    @staticmethod
+    def _observe_websocket(send: Send, ctx: RequestContext) -> Send:
+        """Note the handshake's outcome in `ctx` (the proxy sends accept itself)."""
+
+        async def observed(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                ctx.status = 101
+            await send(message)
+
+        return observed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -56,22 +80,9 @@ class Gateway:
         client = scope.get("client")
         peer = client[0] if client else ""
         ctx = RequestContext(host="", client_ip=peer, scheme=scope.get("scheme", "http"))
-        request_id = secrets.token_hex(8)
-        response_started = False
-
-        async def observed_send(message: Message) -> None:
-            nonlocal response_started
-            kind = message["type"]
-            if kind == "http.response.body":
-                ctx.bytes_sent += len(message.get("body", b""))
-            elif kind in ("http.response.start", "websocket.http.response.start"):
-                response_started = True
-                ctx.status = message["status"]
-            elif kind == "websocket.accept":
-                response_started = True
-                ctx.status = 101
-            await send(message)
-
+        request_id = self.request_ids.next()
+        if scope["type"] == "websocket":
+            send = self._observe_websocket(send, ctx)
         try:
             ctx.host = request_host(scope)
             if runtime.trusted.trusts(peer):
@@ -86,20 +97,22 @@ class Gateway:
             if scope["type"] == "websocket":
                 if not hasattr(action, "websocket"):
                     raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
-                await action.websocket(scope, receive, observed_send, match, path, ctx)
+                await action.websocket(scope, receive, send, match, path, ctx)
             else:
-                await action(scope, receive, observed_send, match, path, ctx)
+                await action(scope, receive, send, match, path, ctx)
         except RequestError as exc:
             ctx.error = exc.code
             if isinstance(exc, UpstreamError):
                 self.metrics.upstream_errors.labels(ctx.route, exc.code).inc()
                 logger.warning("%s %s: %s", ctx.route, exc.code, exc.detail)
-            if response_started:
+            if ctx.status:
+                # Actions set the status as they start the response; too late for an error page.
                 raise ResponseAborted(exc.detail) from exc
+            ctx.status = exc.status
             if scope["type"] == "websocket":
-                await deny_websocket(scope, observed_send, exc, request_id)
+                await deny_websocket(scope, send, exc, request_id)
             else:
-                await send_error(scope, observed_send, exc, request_id)
+                await send_error(scope, send, exc, request_id)
         finally:
             seconds = time.perf_counter() - started
             self.metrics.observe(ctx.route, ctx.status, seconds)

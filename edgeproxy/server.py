@@ -21,6 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.types import DISCONNECT_HOOKS
 
 logger = logging.getLogger("edgeproxy.server")
 
@@ -50,10 +51,15 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            for hook in cycle.scope.get(DISCONNECT_HOOKS, ()):  # type: ignore[attr-defined]
+                hook()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[DISCONNECT_HOOKS] = []  # type: ignore[literal-required]
         self._host_count = 0
         self._start_header_timer()
 

@@ -212,17 +212,22 @@ class UpstreamResponse:
         self.status = conn.status
         self.headers = conn.headers
 
-    async def iter_body(self) -> AsyncIterator[bytes]:
+    async def read(self) -> bytes:
+        """The next part of the body as it arrives; b"" once it is complete."""
         conn = self._conn
         while True:
             if conn.body:
-                yield conn.take_body()
-            elif conn.complete:
-                return
-            elif conn.error is not None:
+                return conn.take_body()
+            if conn.complete:
+                return b""
+            if conn.error is not None:
                 raise conn.error
-            else:
-                await conn.wait(self._read_timeout)
+            await conn.wait(self._read_timeout)
+
+    @property
+    def done(self) -> bool:
+        """True when the whole body has been read."""
+        return self._conn.complete and not self._conn.body
 
     def release(self) -> None:
         """Return the connection to its pool if the exchange ended cleanly, else close it."""

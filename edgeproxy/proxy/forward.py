@@ -28,7 +28,7 @@ from edgeproxy.proxy.websocket import HANDSHAKE, proxy_websocket
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.rewrite import PathRewriter
 from edgeproxy.routing.table import RouteMatch
-from edgeproxy.types import Headers, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, Headers, Receive, Scope, Send
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -145,7 +145,7 @@ class ProxyAction:
         body = RequestBody(receive, self.max_body_size) if has_body(scope, length) else None
         origin = self.pool.config
 
-        watcher = DisconnectWatcher(receive)
+        watcher = DisconnectWatcher(scope, receive)
         if body is None:
             watcher.start()
         tried: list[Target] = []
@@ -278,43 +278,56 @@ class ProxyAction:
 
         headers = client_response_headers(response.headers, relocate)
         headers = self.response_rules.apply(headers)
+        ctx.status = response.status
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        sent = 0
         try:
-            async for chunk in response.iter_body():
-                sent += len(chunk)
+            while True:
+                chunk = await response.read()
+                ctx.bytes_sent += len(chunk)
+                # The last part goes out with the end of the body: one write, not two.
+                if not chunk or response.done:
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
-            raise ResponseAborted(f"{exc.detail} after {sent} bytes of the response") from exc
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            raise ResponseAborted(f"{exc.detail} after {ctx.bytes_sent} bytes") from exc
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
 
 
 class DisconnectWatcher:
     """Cancels the request's task when the client disconnects before the response is done.
 
-    Started once the request body has been read in full, so it never competes with the body
-    reader for `receive()`.
+    Under our own HTTP protocol this is a hook the protocol calls on disconnect. Under any
+    other ASGI server it falls back to a task waiting on `receive()`, started once the
+    request body has been read in full so it never competes with the body reader.
     """
 
-    __slots__ = ("_receive", "_task", "_watch", "gone")
+    __slots__ = ("_hooked", "_receive", "_task", "_watch", "gone")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         self._receive = receive
         self._task = asyncio.current_task()
         self._watch: asyncio.Task[None] | None = None
         self.gone = False
+        hooks = scope.get(DISCONNECT_HOOKS)
+        self._hooked = hooks is not None
+        if hooks is not None:
+            hooks.append(self._disconnected)
 
     def start(self) -> None:
-        if self._watch is None:
+        if not self._hooked and self._watch is None:
             self._watch = asyncio.ensure_future(self._wait())
 
     def stop(self) -> None:
+        self._task = None
         if self._watch is not None:
             self._watch.cancel()
 
     async def _wait(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+        self._disconnected()
+
+    def _disconnected(self) -> None:
         self.gone = True
         if self._task is not None:
             self._task.cancel()

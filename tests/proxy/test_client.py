@@ -46,7 +46,9 @@ async def fetch(
     response = await client.request(
         target, method, b"/x?y=1", [(b"host", b"o")], body, length, 2.0, read_timeout
     )
-    chunks = [chunk async for chunk in response.iter_body()]
+    chunks = []
+    while chunk := await response.read():
+        chunks.append(chunk)
     response.release()
     return response.status, dict(response.headers), b"".join(chunks)
 
