@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -114,6 +115,11 @@ class EdgeApp:
         if threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         logging.getLogger("uvicorn.error").addFilter(AbortedResponseFilter())
+        # Everything loaded so far lives as long as the process. Freezing it keeps the
+        # collector from rescanning it on every full collection, which measured as the whole
+        # of the p99 tail (17 ms pauses) under load.
+        gc.collect()
+        gc.freeze()
         self._ready = True
         logger.info("serving %d routes from %s", len(config.routes), self.config_path)
 

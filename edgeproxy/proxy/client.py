@@ -37,14 +37,24 @@ class _Connection(asyncio.Protocol):
         self.loop = loop
         self.key = key
         self.where = where
+        self.head_only = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
         self._pool: deque[_Connection] | None = None
-        self._reset(head_only=False)
-
-    def _reset(self, head_only: bool) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        self.body: deque[bytes] = deque()
+        self.reading_paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.start(head_only=False)
+
+    def start(self, head_only: bool) -> None:
+        """Prepare for the next exchange on this connection."""
+        if head_only or self.head_only:
+            # After a HEAD the parser still expects the body the headers announced.
+            self.parser = httptools.HttpResponseParser(self)
         self.head_only = head_only
         self.status = 0
         self.headers: Headers = []
@@ -54,12 +64,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.received_any = False
         self.error: BaseException | None = None
-        self.body: deque[bytes] = deque()
         self.buffered = 0
-        self.reading_paused = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
 
     # asyncio.Protocol
 
@@ -270,7 +275,7 @@ class UpstreamClient:
         head_only = method == "HEAD"
         while True:
             conn = self._idle_connection(target) or await self._connect(target, connect_timeout)
-            conn._reset(head_only)
+            conn.start(head_only)
             conn.transport.write(head)  # type: ignore[union-attr]
             writer = None
             if body is not None:

@@ -72,15 +72,6 @@ class TrustedProxies(Networks):
         return hops[0] if hops and hops[0] else peer
 
 
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """Header names listed in `Connection`, which are hop-by-hop for this message only."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            tokens.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(tokens)
-
-
 class HeaderRules:
     """A compiled `headers.request` or `headers.response` block."""
 
@@ -116,17 +107,18 @@ def upstream_request_headers(
     upstream_host: bytes,
 ) -> Headers:
     """Headers for the origin: client framing and hop-by-hop dropped, X-Forwarded-* set."""
-    tokens = connection_tokens(headers)
-    drop = _REQUEST_DROP | tokens if tokens else _REQUEST_DROP
     out: Headers = [(b"host", upstream_host)]
     forwarded_for: list[bytes] = []
     proto = scheme.encode()
     forwarded_host = host
     via: list[bytes] = []
+    connection: list[bytes] = []
+    # One pass; ordinary headers cost one dict lookup each.
     for name, value in headers:
-        if name in drop:
-            continue
-        if name in _FORWARDED:
+        kind = _REQUEST_SPECIAL.get(name)
+        if kind is None:
+            out.append((name, value))
+        elif kind is _FORWARDED_KIND:
             if peer_trusted:
                 if name == b"x-forwarded-for":
                     forwarded_for.append(value)
@@ -136,11 +128,12 @@ def upstream_request_headers(
                     forwarded_host = value
                 else:
                     out.append((name, value))
-            continue
-        if name == b"via":
+        elif kind is _VIA_KIND:
             via.append(value)
-            continue
-        out.append((name, value))
+        elif name == b"connection":
+            connection.append(value)
+    if connection:
+        out = _without_connection_tokens(out, connection, keep=b"host")
     forwarded_for.append(peer.encode())
     out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
     out.append((b"x-forwarded-proto", proto))
@@ -152,27 +145,45 @@ def upstream_request_headers(
     return out
 
 
-def client_response_headers(
-    raw: Iterable[tuple[bytes, bytes]], relocate: RelocateFn | None
-) -> Headers:
-    """The origin's headers for the client: hop-by-hop dropped, Location mapped back."""
-    headers = [(name.lower(), value) for name, value in raw]
-    tokens = connection_tokens(headers)
-    drop = HOP_BY_HOP | tokens if tokens else HOP_BY_HOP
+def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> Headers:
+    """The origin's headers (lowercase names) for the client: hop-by-hop out, Location mapped."""
     out: Headers = []
     via: list[bytes] = []
+    connection: list[bytes] = []
     for name, value in headers:
-        if name in drop:
-            continue
-        if name == b"via":
+        kind = _RESPONSE_SPECIAL.get(name)
+        if kind is None:
+            out.append((name, value))
+        elif kind is _LOCATION_KIND:
+            out.append((name, relocate(value) if relocate is not None else value))
+        elif kind is _VIA_KIND:
             via.append(value)
-            continue
-        if relocate is not None and name in (b"location", b"content-location"):
-            value = relocate(value)
-        out.append((name, value))
+        elif name == b"connection":
+            connection.append(value)
+    if connection:
+        out = _without_connection_tokens(out, connection)
     via.append(VIA)
     out.append((b"via", b", ".join(via)))
     return out
 
 
+def _without_connection_tokens(headers: Headers, values: list[bytes], keep: bytes = b"") -> Headers:
+    tokens = {token.strip().lower() for value in values for token in value.split(b",")}
+    tokens.discard(keep)
+    return [(name, value) for name, value in headers if name not in tokens]
+
+
 RelocateFn = Callable[[bytes], bytes]
+
+_DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "via", "location"
+_REQUEST_SPECIAL = {
+    **dict.fromkeys(_REQUEST_DROP, _DROP_KIND),
+    **dict.fromkeys(_FORWARDED, _FORWARDED_KIND),
+    b"via": _VIA_KIND,
+}
+_RESPONSE_SPECIAL = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP_KIND),
+    b"via": _VIA_KIND,
+    b"location": _LOCATION_KIND,
+    b"content-location": _LOCATION_KIND,
+}

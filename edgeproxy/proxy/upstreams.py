@@ -118,6 +118,10 @@ class UpstreamPool:
     def select(self, client_ip: str, exclude: Iterable[Target] = ()) -> Target:
         """A target for this request, skipping ejected, unhealthy and `exclude`d ones."""
         now = time.monotonic()
+        if len(self.targets) == 1:
+            only = self.targets[0]
+            if only.available(now) and not exclude:
+                return only
         candidates = [t for t in self.targets if t.available(now) and t not in exclude]
         if not candidates:
             raise NoHealthyUpstream(f"origin '{self.name}' has no healthy target")
