@@ -169,7 +169,10 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
 
 def _without_connection_tokens(headers: Headers, values: list[bytes], keep: bytes = b"") -> Headers:
     tokens = {token.strip().lower() for value in values for token in value.split(b",")}
-    tokens.discard(keep)
+    # `Connection: keep-alive` / `close` name no header; most messages carry only those.
+    tokens -= {b"keep-alive", b"close", keep}
+    if not tokens:
+        return headers
     return [(name, value) for name, value in headers if name not in tokens]
 
 
