@@ -203,7 +203,7 @@ def test_location_rewritten_through_public_prefix(
 
 
 def test_large_download_streams_in_bounded_memory(edge: Edge) -> None:
-    size = 512 * 1024 * 1024
+    size = 1024 * 1024 * 1024
     received = 0
     with edge.client().stream("GET", "/api/download", params={"size": size}) as response:
         assert response.headers["content-length"] == str(size)
@@ -217,7 +217,7 @@ def test_large_upload_streams_in_bounded_memory(
     edge: Edge, origin: Origin, edge_factory: Callable[..., Edge]
 ) -> None:
     edge = edge_factory("server:\n  max_body_size: 2GiB\n" + rules_for(origin))
-    size = 512 * 1024 * 1024
+    size = 1024 * 1024 * 1024
     block = b"y" * (1024 * 1024)
 
     def body() -> object:

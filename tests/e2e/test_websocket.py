@@ -85,3 +85,23 @@ def test_refused_upgrades_get_an_http_error(
             return exc.response.status_code
 
     assert asyncio.run(session()) == status
+
+
+def test_reload_keeps_an_open_websocket(origin: Origin, edge_factory: Callable[..., Edge]) -> None:
+    edge = edge_factory(ws_rules(origin.url))
+
+    async def session() -> list[str | bytes]:
+        async with connect(f"ws://127.0.0.1:{edge.port}/live/ws") as ws:
+            await ws.send("before")
+            replies = [await ws.recv()]
+            edge.config.write_text(ws_rules(origin.url).replace("not a socket", "reloaded"))
+            for _ in range(100):
+                if edge.client().get("/static").text == "reloaded":
+                    break
+                await asyncio.sleep(0.1)
+            await ws.send("after")
+            replies.append(await ws.recv())
+            return replies
+
+    assert asyncio.run(session()) == ["a:before", "a:after"]
+    assert edge.client().get("/static").text == "reloaded"
