@@ -47,6 +47,15 @@ class Bench:
         ]  # fmt: skip
         return self._server(name, argv, port, ready_path, env)
 
+    def granian(self, name: str, app: str) -> contextlib.AbstractContextManager[str]:
+        """Serve `app` on granian (ASGI, uvloop, one worker, HTTP/1 only, no access log)."""
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+            "--http", "1", "--workers", "1", "--host", "127.0.0.1", "--port", str(port), app,
+        ]  # fmt: skip
+        return self._server(name, argv, port, "/", None)
+
     def edgeproxy(self, name: str, rules: str) -> contextlib.AbstractContextManager[str]:
         """Run `python -m edgeproxy serve` with `rules` as rules.yaml (`{origin}` in it
         becomes the nginx URL, `{tmp}` the scratch directory). The block gets the base URL."""
@@ -113,6 +122,12 @@ def floor(bench: Bench) -> Iterator[str]:
         yield base + "/"
 
 
+@scenario("floor-granian", "the same raw ASGI app on granian, 1 KiB (server choice)")
+def floor_granian(bench: Bench) -> Iterator[str]:
+    with bench.granian("floor-granian", "bench.floor:app") as base:
+        yield base + "/"
+
+
 @scenario("nginx-direct", "nginx origin itself, 1 KiB (shares CPU 1 with wrk)")
 def nginx_direct(bench: Bench) -> Iterator[str]:
     yield bench.origin + "/1k"
@@ -131,4 +146,4 @@ def proxy(bench: Bench) -> Iterator[str]:
         yield base + "/1k"
 
 
-DEFAULT = ["floor", "nginx-direct", "uvicorn-aiohttp-proxy", "proxy"]
+DEFAULT = ["floor", "floor-granian", "nginx-direct", "uvicorn-aiohttp-proxy", "proxy"]
