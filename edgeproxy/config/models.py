@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_network
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
@@ -272,7 +272,92 @@ class Respond(Model):
     content_type: str = "text/plain; charset=utf-8"
 
 
-ACTIONS = ("proxy", "redirect", "respond")
+class BasicAuth(Model):
+    username: str
+    password: str
+
+
+class PreviewProtection(Model):
+    """Who may see preview deployments: HTTP basic auth, or a token (header or cookie)."""
+
+    basic_auth: BasicAuth | None = None
+    token: str | None = Field(
+        None,
+        description="Accepted as `Authorization: Bearer TOKEN`, `?edge_token=TOKEN` (which sets a "
+        "cookie) or the `edge_preview` cookie.",
+    )
+
+    @model_validator(mode="after")
+    def _one_method(self) -> PreviewProtection:
+        if (self.basic_auth is None) == (self.token is None):
+            raise ValueError("set exactly one of basic_auth or token")
+        return self
+
+
+class Build(Model):
+    command: str | None = Field(
+        None, description="Shell command run in the checkout; none: publish as is."
+    )
+    output: str = Field(".", description="Directory (relative to the checkout) to publish.")
+    timeout: Duration = Field(600.0, description="Seconds a build may take.")
+
+
+class SiteEnv(Model):
+    production: dict[str, str] = Field(default_factory=dict)
+    preview: dict[str, str] = Field(default_factory=dict)
+
+
+_SITE_NAME = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+
+
+class Site(Model):
+    """A static site served from immutable deployments."""
+
+    hosts: list[str] = Field(
+        default_factory=list, description="Production host names (exact); previews need none."
+    )
+    production_branch: str = "main"
+    preview_domain: str = Field(
+        "localhost", description="Preview hosts are <alias>.<site>.<preview_domain>."
+    )
+    source: str | None = Field(
+        None,
+        description="Directory (relative to rules.yaml) published at start when the site has no "
+        "deployment yet; also the working tree builds run in.",
+    )
+    build: Build = Field(default_factory=Build)
+    env: SiteEnv = Field(default_factory=SiteEnv)
+    preview_protection: PreviewProtection | None = None
+    redirects_dialect: Literal["cloudflare", "netlify"] = "cloudflare"
+    immutable_paths: list[str] = Field(
+        default_factory=lambda: ["/assets/*"],
+        description="Path patterns served as `Cache-Control: public, max-age=31536000, immutable`.",
+    )
+    retention: int = Field(
+        10, ge=1, description="Deployments kept per branch (plus any an alias names)."
+    )
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower() for host in value]
+
+
+class Admin(Model):
+    """The admin API under /_edge/api/ and the deploy CLI."""
+
+    token: str | None = Field(
+        None,
+        description="Bearer token for /_edge/api/; the API answers 401 to everything without it.",
+    )
+
+
+ACTIONS = ("proxy", "redirect", "respond", "site")
 
 
 class Route(Model):
@@ -283,6 +368,9 @@ class Route(Model):
     proxy: str | None = Field(None, description="Name of an origin to forward to.")
     redirect: Redirect | None = None
     respond: Respond | None = None
+    site: str | None = Field(
+        None, description="Name of a site to serve (the matched prefix is stripped)."
+    )
     rewrite: Rewrite = Field(default_factory=Rewrite)
     headers: RouteHeaders = Field(default_factory=RouteHeaders)
     preserve_host: bool = Field(
@@ -315,3 +403,5 @@ class RulesConfig(Model):
         default_factory=dict
     )
     routes: list[Route] = Field(default_factory=list)
+    sites: dict[Annotated[str, Field(pattern=_SITE_NAME)], Site] = Field(default_factory=dict)
+    admin: Admin = Field(default_factory=Admin)

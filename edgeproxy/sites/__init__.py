@@ -1,0 +1,1 @@
+"""Static sites: deployments, aliases, static serving, _redirects and _headers."""
