@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -277,20 +278,74 @@ class ProxyAction:
             return public_origin + rest if absolute else rest
 
         headers = client_response_headers(response.headers, relocate)
-        headers = self.response_rules.apply(headers)
-        ctx.status = response.status
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        try:
-            while True:
-                chunk = await response.read()
-                ctx.bytes_sent += len(chunk)
-                # The last part goes out with the end of the body: one write, not two.
-                if not chunk or response.done:
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UpstreamError as exc:
-            raise ResponseAborted(f"{exc.detail} after {ctx.bytes_sent} bytes") from exc
-        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        await relay(response, self.response_rules.apply(headers), send, ctx)
+
+
+async def relay(
+    response: UpstreamResponse, headers: Headers, send: Send, ctx: RequestContext
+) -> None:
+    """Send the origin's status with `headers`, then stream its body to the client."""
+    ctx.status = response.status
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    try:
+        while True:
+            chunk = await response.read()
+            ctx.bytes_sent += len(chunk)
+            # The last part goes out with the end of the body: one write, not two.
+            if not chunk or response.done:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except UpstreamError as exc:
+        raise ResponseAborted(f"{exc.detail} after {ctx.bytes_sent} bytes") from exc
+    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+
+
+async def forward_to_url(
+    client: UpstreamClient,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    url: str,
+    ctx: RequestContext,
+    *,
+    max_body_size: int,
+    wait: float = 30.0,
+) -> None:
+    """Forward the request to an absolute URL (a `_redirects` proxy rule), no pool or retries."""
+    parts = urlsplit(url)
+    target = Target(f"{parts.scheme}://{parts.netloc}")
+    path_qs = (parts.path or "/").encode("latin-1")
+    if parts.query:
+        path_qs += b"?" + parts.query.encode("latin-1")
+    length = declared_length(scope)
+    if length is not None and length > max_body_size:
+        raise PayloadTooLarge(f"request body of {length} bytes is larger than {max_body_size}")
+    body = RequestBody(receive, max_body_size) if has_body(scope, length) else None
+    peer = scope["client"][0] if scope.get("client") else ""
+    headers = upstream_request_headers(
+        scope["headers"],
+        peer_trusted=False,
+        peer=peer,
+        scheme=ctx.scheme,
+        host=ctx.host.encode("latin-1"),
+        prefix=None,
+        upstream_host=target.netloc_bytes,
+    )
+    ctx.upstream = target.url
+    response = await client.request(
+        target,
+        scope["method"],
+        path_qs,
+        headers,
+        body.__aiter__() if body is not None else None,
+        length,
+        wait,
+        wait,
+    )
+    try:
+        await relay(response, client_response_headers(response.headers, None), send, ctx)
+    finally:
+        response.release()
 
 
 class DisconnectWatcher:
