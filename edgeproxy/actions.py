@@ -18,7 +18,9 @@ from edgeproxy.responses import send_bytes
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.rewrite import PathRewriter, Template, redirect_target
 from edgeproxy.routing.table import RouteMatch
-from edgeproxy.types import Receive, Scope, Send
+from edgeproxy.sites.hosting import HostMatch, SiteHosting
+from edgeproxy.sites.store import PRODUCTION
+from edgeproxy.types import Message, Receive, Scope, Send
 
 
 class Action(Protocol):
@@ -42,6 +44,7 @@ class BuildContext:
     trusted: TrustedProxies
     client: UpstreamClient
     session: aiohttp.ClientSession
+    hosting: SiteHosting
 
 
 class RedirectAction:
@@ -89,6 +92,53 @@ class RespondAction:
         await send_bytes(send, self.status, self.headers, self.body)
 
 
+class SiteAction:
+    """`site: NAME` on a route: the site's production deployment, mounted at the route's prefix."""
+
+    def __init__(self, route: Route, hosting: SiteHosting) -> None:
+        assert route.site is not None
+        self.site = route.site
+        self.hosting = hosting
+        self.response_rules = HeaderRules(route.headers.response)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        mounted = path.raw_segments[: match.prefix_length]
+        prefix = ("/" + "/".join(s.decode("latin-1") for s in mounted)) if mounted else ""
+        rest = "/" + "/".join(path.segments[match.prefix_length :])
+        site_match = HostMatch(self.site, PRODUCTION, preview=False)
+        await self.hosting.serve(
+            scope, receive, self._mounted_send(send, prefix.encode()), site_match, rest, ctx
+        )
+
+    def _mounted_send(self, send: Send, prefix: bytes) -> Send:
+        """Apply the route's response headers; keep the site's own redirects under the mount."""
+        if not prefix and self.response_rules.empty:
+            return send
+
+        async def mounted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, prefix + value)
+                    if name == b"location"
+                    and value.startswith(b"/")
+                    and not value.startswith(b"//")
+                    else (name, value)
+                    for name, value in message.get("headers", [])
+                ]
+                message = {**message, "headers": self.response_rules.apply(headers)}
+            await send(message)
+
+        return mounted
+
+
 def _proxy(route: Route, build: BuildContext) -> Action:
     assert route.proxy is not None
     return ProxyAction(
@@ -108,4 +158,5 @@ ACTIONS: Mapping[str, Callable[[Route, BuildContext], Action]] = {
     "proxy": _proxy,
     "redirect": lambda route, build: RedirectAction(route),
     "respond": lambda route, build: RespondAction(route),
+    "site": lambda route, build: SiteAction(route, build.hosting),
 }

@@ -16,18 +16,22 @@ from typing import Any
 import aiohttp
 
 from edgeproxy.accesslog import AccessLog
+from edgeproxy.admin.api import AdminAPI
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.config.reload import watch_config
+from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import ConfigError
 from edgeproxy.gateway import Gateway
 from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
 from edgeproxy.proxy.client import UpstreamClient
+from edgeproxy.proxy.forward import forward_to_url
 from edgeproxy.proxy.healthchecks import run_health_checks
 from edgeproxy.proxy.upstreams import UpstreamPool, UpstreamRegistry
 from edgeproxy.runtime import Runtime, build_runtime, resolve_state_dir
 from edgeproxy.server import AbortedResponseFilter
+from edgeproxy.sites.hosting import SiteHosting
 from edgeproxy.types import Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy")
@@ -58,11 +62,18 @@ class EdgeApp:
         self.reloads = 0
         self.last_error: ConfigError | None = None
         self.last_attempt = 0.0
+        self.hosting: SiteHosting | None = None
+        admin = AdminAPI(
+            lambda: self._hosting(),
+            lambda: self.runtime.config.admin.token,
+            lambda: self.runtime.config.server.max_body_size,
+        )
         self.internal = InternalApp(
             self.status,
             lambda: self._ready,
             self.metrics,
             lambda peer: self.runtime.internal_networks.contains(peer),
+            admin,
         )
         self.gateway: Gateway | None = None
 
@@ -71,6 +82,11 @@ class EdgeApp:
         if self._runtime is None:
             raise RuntimeError("the app has not started (lifespan startup not run)")
         return self._runtime
+
+    def _hosting(self) -> SiteHosting:
+        if self.hosting is None:
+            raise RuntimeError("the app has not started (lifespan startup not run)")
+        return self.hosting
 
     @property
     def state_dir(self) -> Path:
@@ -106,6 +122,8 @@ class EdgeApp:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         config = load_config(self.config_path)
+        state_dir = resolve_state_dir(config, self.config_path, self.state_dir_override)
+        self.hosting = SiteHosting(state_dir, self.config_path.parent, self._proxy_to_url)
         self._apply(config)
         access_log = AccessLog() if config.server.access_log else None
         self.gateway = Gateway(lambda: self.runtime, self.internal, self.metrics, access_log)
@@ -156,14 +174,24 @@ class EdgeApp:
         logger.info("config reloaded: version %d", self.runtime.version)
         return True
 
+    async def _proxy_to_url(
+        self, scope: Scope, receive: Receive, send: Send, url: str, ctx: RequestContext
+    ) -> None:
+        max_body = self.runtime.config.server.max_body_size
+        await forward_to_url(self.client, scope, receive, send, url, ctx, max_body_size=max_body)
+
     def _apply(self, config: RulesConfig) -> None:
         if self._session is None:
             raise RuntimeError("the upstream client session is not open")
         digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
         added, dropped = self.registry.update(config.origins)
         version = self._runtime.version + 1 if self._runtime else 1
+        hosting = self._hosting()
+        hosting.configure(config.sites)
+        hosting.publish_sources()
         self._runtime = build_runtime(
             config,
+            hosting=hosting,
             pools=self.registry.pools,
             client=self.client,
             session=self._session,

@@ -13,10 +13,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgeproxy import __version__
+from edgeproxy.admin.client import AdminClient, AdminError
 from edgeproxy.config.loader import config_json_schema, load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.exceptions import BadRequest, ConfigError
@@ -88,6 +90,8 @@ def describe(route: CompiledRoute) -> list[str]:
         action = f"proxy {config.proxy}"
     elif config.redirect is not None:
         action = f"redirect {config.redirect.status} {config.redirect.to}"
+    elif config.site is not None:
+        action = f"site {config.site}"
     else:
         assert config.respond is not None
         action = f"respond {config.respond.status}"
@@ -109,13 +113,99 @@ def cmd_routes(args: argparse.Namespace) -> int:
         for line in table.explain(url.netloc, path, args.method.upper()):
             print(line)
         return 0
-    rows = [["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in table.routes)]
+    _table([["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in table.routes)])
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> AdminClient:
+    return AdminClient(args.server, args.token)
+
+
+def _admin_call(args: argparse.Namespace, work: Callable[[AdminClient], int]) -> int:
+    client = _admin(args)
+    try:
+        return work(client)
+    except AdminError as exc:
+        print(f"edgeproxy: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        print(f"edgeproxy: {directory} is not a directory", file=sys.stderr)
+        return 1
+
+    def work(client: AdminClient) -> int:
+        result = client.deploy(
+            directory, args.site, branch=args.branch, commit=args.commit, message=args.message
+        )
+        print(
+            f"deployed {result['short_id']} ({result['files']} files) on branch {result['branch']}"
+        )
+        for warning in result.get("warnings", []):
+            print(f"warning: {warning}")
+        for name, url in result["urls"].items():
+            print(f"  {name:<16}{url}")
+        return 0
+
+    return _admin_call(args, work)
+
+
+def cmd_deployments(args: argparse.Namespace) -> int:
+    def work(client: AdminClient) -> int:
+        listed = client.call("GET", f"/sites/{args.site}/deploys")["deployments"]
+        rows = [["ID", "BRANCH", "COMMIT", "CREATED", "FILES", "ALIASES"]]
+        rows += [
+            [d["short_id"], d["branch"], d["commit"][:10], d["created_at"], str(d["files"]),
+             ",".join(d["aliases"])]
+            for d in listed
+        ]  # fmt: skip
+        _table(rows)
+        return 0
+
+    return _admin_call(args, work)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    def work(client: AdminClient) -> int:
+        body = {"deploy_id": args.deploy_id}
+        aliases = client.call("POST", f"/sites/{args.site}/rollback", json=body)["aliases"]
+        print(f"production -> {aliases['production'][:8]}")
+        return 0
+
+    return _admin_call(args, work)
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    def work(client: AdminClient) -> int:
+        path = f"/sites/{args.site}/aliases/{args.alias}"
+        if args.delete:
+            client.call("DELETE", path)
+            print(f"removed alias {args.alias}")
+        else:
+            aliases = client.call("PUT", path, json={"deploy_id": args.deploy_id})["aliases"]
+            print(f"{args.alias} -> {aliases[args.alias][:8]}")
+        return 0
+
+    return _admin_call(args, work)
+
+
+def _table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
-    return 0
+
+
+def _admin_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--server", help="gateway URL (default: $EDGEPROXY_SERVER or http://127.0.0.1:8080)"
+    )
+    command.add_argument("--token", help="admin token (default: $EDGEPROXY_TOKEN)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +233,34 @@ def parser() -> argparse.ArgumentParser:
     routes.add_argument("--explain", metavar="URL", help="show which route wins for URL and why")
     routes.add_argument("--method", default="GET", help="method for --explain (default: GET)")
     routes.set_defaults(func=cmd_routes)
+
+    deploy = commands.add_parser("deploy", help="upload a directory as a new deployment of a site")
+    deploy.add_argument("directory")
+    deploy.add_argument("--site", required=True)
+    deploy.add_argument("--branch", help="branch name (default: the site's production branch)")
+    deploy.add_argument("--commit", default="", help="commit SHA to record")
+    deploy.add_argument("--message", default="", help="message to record")
+    _admin_options(deploy)
+    deploy.set_defaults(func=cmd_deploy)
+
+    deployments = commands.add_parser("deployments", help="list a site's deployments")
+    deployments.add_argument("--site", required=True)
+    _admin_options(deployments)
+    deployments.set_defaults(func=cmd_deployments)
+
+    rollback = commands.add_parser("rollback", help="point production at an earlier deployment")
+    rollback.add_argument("deploy_id", metavar="DEPLOY_ID")
+    rollback.add_argument("--site", required=True)
+    _admin_options(rollback)
+    rollback.set_defaults(func=cmd_rollback)
+
+    alias = commands.add_parser("alias", help="point an alias at a deployment, or remove it")
+    alias.add_argument("alias", metavar="ALIAS")
+    alias.add_argument("deploy_id", metavar="DEPLOY_ID", nargs="?")
+    alias.add_argument("--site", required=True)
+    alias.add_argument("--delete", action="store_true", help="remove the alias")
+    _admin_options(alias)
+    alias.set_defaults(func=cmd_alias)
     return root
 
 

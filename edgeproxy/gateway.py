@@ -89,6 +89,12 @@ class Gateway:
                 forwarded = [v for n, v in scope["headers"] if n == b"x-forwarded-for"]
                 ctx.client_ip = runtime.trusted.client_ip(peer, forwarded)
             path = parse_path(raw_path)
+            if runtime.hosting is not None:
+                site = runtime.hosting.match_host(ctx.host)
+                if site is not None:
+                    ctx.route = f"site:{site.site}"
+                    await runtime.hosting.serve(scope, receive, send, site, path.normalized, ctx)
+                    return
             match = runtime.table.match(ctx.host, path, scope.get("method", "GET"))
             if match is None:
                 raise NotFound(f"no route for {ctx.host}{path.normalized}")

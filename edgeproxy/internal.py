@@ -8,7 +8,7 @@ from typing import Any
 
 from edgeproxy.metrics import Metrics
 from edgeproxy.responses import send_bytes
-from edgeproxy.types import Receive, Scope, Send
+from edgeproxy.types import ASGIApp, Receive, Scope, Send
 
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -23,7 +23,9 @@ class InternalApp:
         ready: Callable[[], bool],
         metrics: Metrics,
         private_allowed: Callable[[str], bool],
+        admin: ASGIApp,
     ) -> None:
+        self.admin = admin
         self.status = status
         self.private_allowed = private_allowed
         self.ready = ready
@@ -38,6 +40,9 @@ class InternalApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["path"].startswith("/_edge/api/"):
+            await self.admin(scope, receive, send)
             return
         path = scope["path"].rstrip("/")
         endpoint = self.endpoints.get(path)

@@ -19,6 +19,7 @@ from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.headers import Networks, TrustedProxies
 from edgeproxy.proxy.upstreams import UpstreamPool
 from edgeproxy.routing.table import RouteTable
+from edgeproxy.sites.hosting import SiteHosting
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Runtime:
     table: RouteTable
     trusted: TrustedProxies
     internal_networks: Networks
+    hosting: SiteHosting | None
     version: int
     digest: str
     loaded_at: float = field(default_factory=time.time)
@@ -38,13 +40,19 @@ def build_runtime(
     pools: Mapping[str, UpstreamPool],
     client: UpstreamClient,
     session: aiohttp.ClientSession,
+    hosting: SiteHosting,
     version: int,
     digest: str,
 ) -> Runtime:
     """Compile `config` (already validated by the loader) into a runtime."""
     trusted = TrustedProxies(config.server.trusted_proxies)
     build = BuildContext(
-        server=config.server, pools=pools, trusted=trusted, client=client, session=session
+        server=config.server,
+        pools=pools,
+        trusted=trusted,
+        client=client,
+        session=session,
+        hosting=hosting,
     )
     table = RouteTable(config.routes)
     for route in table.routes:
@@ -54,6 +62,8 @@ def build_runtime(
         table=table,
         trusted=trusted,
         internal_networks=Networks(config.server.internal_networks),
+        # None when no site is configured, so the gateway skips host matching entirely.
+        hosting=hosting if config.sites else None,
         version=version,
         digest=digest,
     )

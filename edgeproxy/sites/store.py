@@ -21,10 +21,10 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from edgeproxy.exceptions import EdgeError
 
@@ -118,32 +118,57 @@ class BlobStore:
             raise StoreError(f"not a SHA-256 hex digest: {digest!r}")
         return self.root / digest[:2] / digest
 
-    def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+    async def put_stream(self, digest: str, chunks: AsyncIterator[bytes], limit: int) -> int:
+        """Like `put`, from an async stream of at most `limit` bytes."""
+        with self._writer(digest, limit) as writer:
+            async for chunk in chunks:
+                writer.write(chunk)
+        return writer.size
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         """Store content that must hash to `digest`; refused (and nothing kept) otherwise."""
+        with self._writer(digest, None) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+        return writer.size
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    @contextlib.contextmanager
+    def _writer(self, digest: str, limit: int | None) -> Iterator[_BlobWriter]:
         target = self.path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{digest}.{secrets.token_hex(4)}.tmp")
-        hasher = hashlib.sha256()
-        size = 0
+        writer = _BlobWriter(open(temp, "wb"), limit)  # noqa: SIM115  # closed below
         try:
-            with open(temp, "wb") as handle:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if hasher.hexdigest() != digest:
-                actual = hasher.hexdigest()
+            yield writer
+            writer.handle.flush()
+            os.fsync(writer.handle.fileno())
+            writer.handle.close()
+            actual = writer.hasher.hexdigest()
+            if actual != digest:
                 raise StoreError(f"content does not match its digest {digest} (got {actual})")
             os.replace(temp, target)
         finally:
+            writer.handle.close()
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        return size
+
+
+class _BlobWriter:
+    def __init__(self, handle: BinaryIO, limit: int | None) -> None:
+        self.handle = handle
+        self.limit = limit
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            raise StoreError(f"file is larger than the limit of {self.limit} bytes", 413)
+        self.hasher.update(chunk)
+        self.handle.write(chunk)
 
 
 class SiteStore:

@@ -268,7 +268,7 @@ def test_empty_file_is_all_defaults(text: str) -> None:
             (
                 2,
                 "routes[0]",
-                "a route needs exactly one action of proxy, redirect, respond (found: none)",
+                "a route needs exactly one action of proxy, redirect, respond, site (found: none)",
             ),
             id="truncated-after-key",
         ),
@@ -527,7 +527,7 @@ def test_empty_file_is_all_defaults(text: str) -> None:
             (
                 3,
                 "routes[0]",
-                "a route needs exactly one action of proxy, redirect, respond "
+                "a route needs exactly one action of proxy, redirect, respond, site "
                 "(found: proxy, respond)",
             ),
             id="model-validator",
@@ -920,7 +920,7 @@ def test_json_schema_describes_the_file() -> None:
 
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "edgeproxy rules.yaml"
-    assert set(schema["properties"]) == {"server", "origins", "routes"}
+    assert set(schema["properties"]) == {"server", "origins", "routes", "sites", "admin"}
     assert "with" in schema["$defs"]["Replace"]["properties"]
     # Units are written as text in rules.yaml, so the schema must accept "250ms" and "10MiB".
     timeouts = schema["$defs"]["Timeouts"]["properties"]["shutdown"]

@@ -1,0 +1,314 @@
+"""The admin API under `/_edge/api/`: deployments, aliases, rollback.
+
+Every endpoint but `openapi.json` needs `Authorization: Bearer <admin.token>`; without a
+configured token the API is off and answers 401 to everything. Deploying is a three-step
+upload that sends only what the server lacks (as Netlify's file-digest deploys do):
+
+1. `POST /sites/{site}/deploys` with `{"branch", "commit", "message", "files": {path: sha256}}`
+   answers `{"upload": ID, "required": [sha256, ...]}`;
+2. `PUT /sites/{site}/uploads/{ID}/files/{sha256}` with each required file's bytes;
+3. `POST /sites/{site}/uploads/{ID}/finalize` creates and publishes the deployment.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+
+from edgeproxy.sites.hosting import SiteHosting
+from edgeproxy.sites.store import (
+    PRODUCTION,
+    SHA256,
+    StoreError,
+    branch_alias,
+    safe_relative,
+    write_atomic,
+)
+
+UPLOAD_ID = SHA256  # uploads are named by 64 random hex characters
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+class AdminAPI:
+    """A Starlette router: off the proxy's hot path, so the convenience is affordable."""
+
+    def __init__(
+        self,
+        hosting: Callable[[], SiteHosting],
+        token: Callable[[], str | None],
+        max_file_size: Callable[[], int],
+    ) -> None:
+        self.hosting = hosting
+        self.token = token
+        self.max_file_size = max_file_size
+        prefix = "/_edge/api"
+        self.router = Router(
+            routes=[
+                Route(f"{prefix}/openapi.json", self.openapi, methods=["GET"]),
+                Route(f"{prefix}/sites", self.sites, methods=["GET"]),
+                Route(f"{prefix}/sites/{{site}}/deploys", self.deployments, methods=["GET"]),
+                Route(f"{prefix}/sites/{{site}}/deploys", self.start_deploy, methods=["POST"]),
+                Route(
+                    f"{prefix}/sites/{{site}}/deploys/{{deploy_id}}",
+                    self.deployment,
+                    methods=["GET"],
+                ),
+                Route(
+                    f"{prefix}/sites/{{site}}/uploads/{{upload}}/files/{{digest}}",
+                    self.upload_file,
+                    methods=["PUT"],
+                ),
+                Route(
+                    f"{prefix}/sites/{{site}}/uploads/{{upload}}/finalize",
+                    self.finalize,
+                    methods=["POST"],
+                ),
+                Route(f"{prefix}/sites/{{site}}/rollback", self.rollback, methods=["POST"]),
+                Route(
+                    f"{prefix}/sites/{{site}}/aliases/{{alias}}", self.set_alias, methods=["PUT"]
+                ),
+                Route(
+                    f"{prefix}/sites/{{site}}/aliases/{{alias}}",
+                    self.delete_alias,
+                    methods=["DELETE"],
+                ),
+            ]
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] != "/_edge/api/openapi.json":
+            denied = self._refusal(scope)
+            if denied is not None:
+                await denied(scope, receive, send)
+                return
+        try:
+            await self.router(scope, receive, send)
+        except StoreError as exc:
+            await error(exc.status, "refused", str(exc))(scope, receive, send)
+
+    def _refusal(self, scope: Any) -> Response | None:
+        token = self.token()
+        if not token:
+            return error(
+                401, "admin-disabled", "the admin API is off: set admin.token in rules.yaml"
+            )
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                given = value[7:].strip()
+        if not given or not hmac.compare_digest(given, token.encode()):
+            response = error(401, "unauthorized", "missing or wrong bearer token")
+            response.headers["www-authenticate"] = 'Bearer realm="edgeproxy"'
+            return response
+        return None
+
+    # helpers
+
+    def _site(self, request: Request) -> str:
+        site = request.path_params["site"]
+        if site not in self.hosting().sites:
+            known = ", ".join(sorted(self.hosting().sites)) or "none"
+            raise StoreError(f"no site {site!r} (known: {known})", 404)
+        return str(site)
+
+    def _urls(self, request: Request, site: str, deploy_id: str, branch: str) -> dict[str, str]:
+        config = self.hosting().sites[site]
+        port = request.url.port
+        suffix = f"{site}.{config.preview_domain}" + (f":{port}" if port else "")
+        scheme = request.url.scheme
+        urls = {
+            "deployment": f"{scheme}://{deploy_id[:8]}.{suffix}/",
+            "branch": f"{scheme}://{branch_alias(branch)}.{suffix}/",
+        }
+        if branch == config.production_branch:
+            urls["production"] = f"{scheme}://{suffix}/"
+            for host in config.hosts:
+                urls.setdefault("production_host", f"{scheme}://{host}/")
+        return urls
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise StoreError("the body must be a JSON object")
+        return data
+
+    # endpoints
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def sites(self, request: Request) -> Response:
+        hosting = self.hosting()
+        return JSONResponse(
+            {
+                name: {"hosts": site.hosts, "aliases": hosting.stores[name].aliases()}
+                for name, site in hosting.sites.items()
+            }
+        )
+
+    async def deployments(self, request: Request) -> Response:
+        site = self._site(request)
+        store = self.hosting().stores[site]
+        aliases = store.aliases()
+        listed = []
+        for deployment in store.deployments():
+            item = deployment.to_json()
+            item["aliases"] = sorted(a for a, target in aliases.items() if target == deployment.id)
+            listed.append(item)
+        return JSONResponse({"site": site, "deployments": listed})
+
+    async def deployment(self, request: Request) -> Response:
+        site = self._site(request)
+        store = self.hosting().stores[site]
+        deploy_id = (
+            store.resolve(request.path_params["deploy_id"]) or request.path_params["deploy_id"]
+        )
+        return JSONResponse(store.deployment(deploy_id).to_json())
+
+    async def start_deploy(self, request: Request) -> Response:
+        site = self._site(request)
+        data = await self._json(request)
+        files = data.get("files")
+        branch = data.get("branch") or self.hosting().sites[site].production_branch
+        if not isinstance(files, dict) or not files:
+            raise StoreError("'files' must be a non-empty object of path -> sha256")
+        for name, digest in files.items():
+            safe_relative(name)
+            if not isinstance(digest, str) or not SHA256.match(digest):
+                raise StoreError(f"file {name!r}: {digest!r} is not a sha256 hex digest")
+        for key in ("branch", "commit", "message"):
+            if key in data and not isinstance(data[key], str):
+                raise StoreError(f"'{key}' must be a string")
+        blobs = self.hosting().blobs
+        required = sorted({digest for digest in files.values() if not blobs.has(digest)})
+        upload = secrets.token_hex(32)
+        session = {
+            "branch": branch,
+            "commit": data.get("commit", ""),
+            "message": data.get("message", ""),
+            "files": {name.lstrip("/"): digest for name, digest in files.items()},
+        }
+        write_atomic(self._upload_path(site, upload), json.dumps(session).encode())
+        return JSONResponse({"upload": upload, "required": required}, status_code=201)
+
+    def _upload_path(self, site: str, upload: str) -> Any:
+        if not UPLOAD_ID.match(upload):
+            raise StoreError(f"no upload {upload!r}", 404)
+        return self.hosting().stores[site].root / "uploads" / f"{upload}.json"
+
+    def _session(self, site: str, upload: str) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._upload_path(site, upload).read_text())
+        except FileNotFoundError:
+            raise StoreError(f"no upload {upload!r} for site {site!r}", 404) from None
+        return data
+
+    async def upload_file(self, request: Request) -> Response:
+        site = self._site(request)
+        session = self._session(site, request.path_params["upload"])
+        digest = request.path_params["digest"]
+        if digest not in session["files"].values():
+            raise StoreError(f"{digest} is not a file of this upload", 409)
+        size = await self.hosting().blobs.put_stream(digest, request.stream(), self.max_file_size())
+        return JSONResponse({"digest": digest, "bytes": size})
+
+    async def finalize(self, request: Request) -> Response:
+        site = self._site(request)
+        upload = request.path_params["upload"]
+        session = self._session(site, upload)
+        hosting = self.hosting()
+        missing = sorted({d for d in session["files"].values() if not hosting.blobs.has(d)})
+        if missing:
+            raise StoreError(
+                f"{len(missing)} file(s) not uploaded yet: {', '.join(missing[:5])}", 409
+            )
+        deployment = hosting.deploy_files(
+            site,
+            session["files"],
+            branch=session["branch"],
+            commit=session["commit"],
+            message=session["message"],
+        )
+        self._upload_path(site, upload).unlink(missing_ok=True)
+        body = deployment.to_json()
+        body["urls"] = self._urls(request, site, deployment.id, deployment.branch)
+        return JSONResponse(body, status_code=201)
+
+    async def rollback(self, request: Request) -> Response:
+        site = self._site(request)
+        data = await self._json(request)
+        hosting = self.hosting()
+        wanted = data.get("deploy_id")
+        deploy_id = hosting.stores[site].resolve(wanted) if isinstance(wanted, str) else None
+        if deploy_id is None:
+            raise StoreError(f"no deployment {wanted!r} of site {site!r}", 404)
+        aliases = hosting.set_alias(site, PRODUCTION, deploy_id)
+        return JSONResponse({"site": site, "aliases": aliases})
+
+    async def set_alias(self, request: Request) -> Response:
+        site = self._site(request)
+        data = await self._json(request)
+        hosting = self.hosting()
+        wanted = data.get("deploy_id")
+        deploy_id = hosting.stores[site].resolve(wanted) if isinstance(wanted, str) else None
+        if deploy_id is None:
+            raise StoreError(f"no deployment {wanted!r} of site {site!r}", 404)
+        aliases = hosting.set_alias(site, request.path_params["alias"], deploy_id)
+        return JSONResponse({"site": site, "aliases": aliases})
+
+    async def delete_alias(self, request: Request) -> Response:
+        site = self._site(request)
+        alias = request.path_params["alias"]
+        if alias == PRODUCTION:
+            raise StoreError("the production alias cannot be removed; roll back instead", 409)
+        aliases = self.hosting().set_alias(site, alias, None)
+        return JSONResponse({"site": site, "aliases": aliases})
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "edgeproxy admin API", "version": "1"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/_edge/api/sites": {"get": {"summary": "Sites with their hosts and aliases"}},
+        "/_edge/api/sites/{site}/deploys": {
+            "get": {"summary": "Deployments, newest first, with the aliases naming each"},
+            "post": {
+                "summary": "Start a deploy: send {branch, commit, message, files: {path: sha256}}; "
+                "answers {upload, required: [sha256]}"
+            },
+        },
+        "/_edge/api/sites/{site}/deploys/{deploy_id}": {
+            "get": {"summary": "One deployment (full ID or 8-hex short ID)"}
+        },
+        "/_edge/api/sites/{site}/uploads/{upload}/files/{sha256}": {
+            "put": {"summary": "Upload one required file; its bytes must hash to {sha256}"}
+        },
+        "/_edge/api/sites/{site}/uploads/{upload}/finalize": {
+            "post": {"summary": "Create and publish the deployment; answers it with its URLs"}
+        },
+        "/_edge/api/sites/{site}/rollback": {
+            "post": {"summary": "Point production at {deploy_id} (any earlier deployment)"}
+        },
+        "/_edge/api/sites/{site}/aliases/{alias}": {
+            "put": {"summary": "Point an alias at {deploy_id}"},
+            "delete": {"summary": "Remove an alias (not production)"},
+        },
+    },
+}
