@@ -21,8 +21,15 @@ def test_shipped_rules_serve_the_documented_urls(edge_factory: Callable[..., Edg
     client = edge.client()
     home = client.get("/")
     assert home.status_code == 200
-    assert "edgeproxy is running" in home.text
-    assert home.headers["x-frame-options"] == "DENY"
+    assert "edgeproxy demo site" in home.text
+    assert home.headers["x-served-by"] == "edgeproxy"
+    assert home.headers["x-frame-options"] == "DENY"  # from the site's _headers file
+    production = client.get("/about", headers={"Host": f"demo.localhost:{port}"})
+    assert "Clean URLs" in production.text
+    assert "x-robots-tag" not in production.headers
+    branch = client.get("/", headers={"Host": f"main.demo.localhost:{port}"})
+    assert "edgeproxy demo site" in branch.text
+    assert branch.headers["x-robots-tag"] == "noindex"
     proxied = client.get("/edge/health")
     assert proxied.json() == {"status": "ok"}
     assert proxied.headers["via"] == "1.1 edgeproxy"
