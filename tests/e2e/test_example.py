@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,11 @@ from tests.e2e.conftest import ROOT, Edge, free_port
 pytestmark = pytest.mark.e2e
 
 
-def test_shipped_rules_serve_the_documented_urls(edge_factory: Callable[..., Edge]) -> None:
+def test_shipped_rules_serve_the_documented_urls(
+    edge_factory: Callable[..., Edge], tmp_path: Path
+) -> None:
+    # The config's relative paths (sites/demo) resolve next to it, as in the repo.
+    shutil.copytree(ROOT / "sites", tmp_path / "sites")
     port = free_port()
     edge = edge_factory(
         (ROOT / "rules.yaml").read_text(),
