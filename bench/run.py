@@ -35,8 +35,9 @@ from bench.load import WRK_REPORT, cpu_sample, cpu_usage, wrk
 from bench.scenarios import DEFAULT, SCENARIOS, Bench, Scenario
 from bench.servers import REPO, BenchError, http_get, nginx_origin, origin_counters
 
-# Targets for the `proxy` scenario.
-TARGET_FLOOR_RATIO = 0.40
+# Throughput targets as a share of the floor, by scenario (from the issues), and the
+# proxy's latency target.
+TARGET_FLOOR_RATIOS = {"proxy": 0.40, "static-1k": 0.60}
 TARGET_P99_MS = 5.0
 # Above this percent of a CPU used by other processes during a run, its figures are flagged.
 OTHER_LOAD_LIMIT = 10.0
@@ -126,16 +127,17 @@ class Report:
 
     def check_targets(self, connections: int, latency_connections: int) -> None:
         runs = {run.key: run for run in self.runs}
-        through = runs.get(f"proxy@{connections}")
+        for name, target in TARGET_FLOOR_RATIOS.items():
+            through = runs.get(f"{name}@{connections}")
+            if through is not None and through.ratio is not None:
+                self.targets.append(
+                    {
+                        "target": f"{name} at {connections} conns >= {target:.2f} x floor",
+                        "value": f"{through.ratio:.2f} x",
+                        "met": through.ratio >= target,
+                    }
+                )
         latency = runs.get(f"proxy@{latency_connections}")
-        if through is not None and through.ratio is not None:
-            self.targets.append(
-                {
-                    "target": f"proxy at {connections} conns >= {TARGET_FLOOR_RATIO:.2f} x floor",
-                    "value": f"{through.ratio:.2f} x",
-                    "met": through.ratio >= TARGET_FLOOR_RATIO,
-                }
-            )
         if latency is not None:
             self.targets.append(
                 {

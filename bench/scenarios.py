@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.floor import BODY
 from bench.servers import SERVER_CPU, BenchError, free_port, running, tail
 
 
@@ -146,4 +147,47 @@ def proxy(bench: Bench) -> Iterator[str]:
         yield base + "/1k"
 
 
-DEFAULT = ["floor", "floor-granian", "nginx-direct", "uvicorn-aiohttp-proxy", "proxy"]
+STATIC_RULES = """\
+server:
+  access_log: false
+sites:
+  bench:
+    source: {tmp}/static-site
+routes:
+  - match: {{path: /}}
+    site: bench
+"""
+
+
+def _static_site(bench: Bench) -> None:
+    site = bench.tmp / "static-site"
+    if not site.exists():
+        site.mkdir()
+        (site / "index.html").write_text("<h1>bench</h1>")
+        (site / "1k.txt").write_bytes(BODY)
+        (site / "100k.txt").write_bytes(BODY * 100)
+
+
+@scenario("static-1k", "edgeproxy serving a 1 KiB static file")
+def static_1k(bench: Bench) -> Iterator[str]:
+    _static_site(bench)
+    with bench.edgeproxy("static-1k", STATIC_RULES) as base:
+        yield base + "/1k.txt"
+
+
+@scenario("static-100k", "edgeproxy serving a 100 KiB static file")
+def static_100k(bench: Bench) -> Iterator[str]:
+    _static_site(bench)
+    with bench.edgeproxy("static-100k", STATIC_RULES) as base:
+        yield base + "/100k.txt"
+
+
+DEFAULT = [
+    "floor",
+    "floor-granian",
+    "nginx-direct",
+    "uvicorn-aiohttp-proxy",
+    "proxy",
+    "static-1k",
+    "static-100k",
+]

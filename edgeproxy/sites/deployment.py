@@ -9,13 +9,14 @@ from urllib.parse import unquote, urlsplit
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext
 from edgeproxy.responses import send_bytes
-from edgeproxy.sites.headers import HeaderRules
+from edgeproxy.sites.headers import HeaderChanges, HeaderRules
 from edgeproxy.sites.redirects import RedirectMatch, RedirectRules
 from edgeproxy.sites.static import StaticFiles
 from edgeproxy.sites.store import Deployment
 from edgeproxy.types import Headers, Receive, Scope, Send
 
 NOINDEX = (b"x-robots-tag", b"noindex")
+_HEADER_CACHE_SIZE = 4096
 
 # Forwards the request to an absolute URL (Netlify's `200` rule with a URL destination).
 ProxyTo = Callable[[Scope, Receive, Send, str, RequestContext], Awaitable[None]]
@@ -41,6 +42,7 @@ class LiveDeployment:
             _read(root, "_redirects"), site.redirects_dialect
         )
         self.headers, header_warnings = HeaderRules.parse(_read(root, "_headers"))
+        self._header_cache: dict[tuple[str, str], HeaderChanges] = {}
         self.warnings = [*redirect_warnings, *header_warnings]
 
     async def serve(
@@ -93,7 +95,15 @@ class LiveDeployment:
         return decorate
 
     def _decorate(self, path: str, host: str, preview: bool, headers: Headers) -> Headers:
-        headers = self.headers.for_path(path, host).apply(headers)
+        if len(self.headers):
+            # The deployment never changes, so neither does what _headers says for a path.
+            key = (path, host)
+            changes = self._header_cache.get(key)
+            if changes is None:
+                if len(self._header_cache) >= _HEADER_CACHE_SIZE:
+                    self._header_cache.clear()
+                changes = self._header_cache[key] = self.headers.for_path(path, host)
+            headers = changes.apply(headers)
         if preview:
             headers = [*headers, NOINDEX]
         return headers

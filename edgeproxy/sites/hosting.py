@@ -42,7 +42,8 @@ from edgeproxy.types import Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy.sites")
 
-_LOADED_LIMIT = 32
+# Each loaded deployment keeps up to 32 MiB of small files in memory (sites/static.py).
+_LOADED_LIMIT = 16
 _ALIAS_CHECK_SECONDS = 0.5
 TOKEN_COOKIE = "edge_preview"
 

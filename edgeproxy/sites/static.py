@@ -70,7 +70,7 @@ from edgeproxy.responses import http_date
 from edgeproxy.types import Headers, Receive, Scope, Send
 
 CHUNK_SIZE = 64 * 1024
-MEMORY_FILE_LIMIT = 64 * 1024
+MEMORY_FILE_LIMIT = 1024 * 1024
 
 ExtraHeaders = Callable[[int, Headers], Headers]
 ResolutionKind = Literal["file", "redirect", "not_found", "spa"]

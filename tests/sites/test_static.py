@@ -21,7 +21,7 @@ from edgeproxy.types import Receive, Scope, Send
 
 APP_JS = b"console.log('app');\n" * 20
 ROBOTS = b"User-agent: *\n"
-BIG = bytes(range(256)) * 1024  # 256 KiB: streamed, and crosses several 64 KiB chunks
+BIG = bytes(range(256)) * 4608  # 1.125 MiB: over the in-memory limit, streamed in 64 KiB chunks
 MTIME = 1_700_000_000  # 2023-11-14T22:13:20Z
 
 SITE = {
