@@ -62,10 +62,15 @@ class LiveDeployment:
         )
         if redirect is not None and self._applies(redirect, path):
             if redirect.is_rewrite:
-                target = urlsplit(redirect.location).path or "/"
+                target = unquote(urlsplit(redirect.location).path or "/")
+                # A rewrite serves content, never a redirect: follow a clean-URL redirect of
+                # the target (`/index.html` -> `/`) inside the deployment.
+                resolution = self.static.resolve(target)
+                if resolution.kind == "redirect":
+                    target = resolution.location
                 status = None if redirect.status == 200 else redirect.status
                 ctx.status = await self.static.serve(
-                    scope, receive, send, unquote(target), self._decorator(target, host, preview),
+                    scope, receive, send, target, self._decorator(path, host, preview),
                     status=status,
                 )  # fmt: skip
                 return
