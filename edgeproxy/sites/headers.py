@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from edgeproxy.sites.redirects import PatternError, PlaceholderTemplate, UrlPattern, compile_pattern
+from edgeproxy.sites.patterns import PatternError, PlaceholderTemplate, UrlPattern, compile_pattern
 
 # Cloudflare Pages' limits.
 MAX_RULES = 100

@@ -2,11 +2,7 @@
 
 A line is `source destination [status]`; Netlify also takes `key=value` query conditions
 between the two and a `!` after the status. The first rule in file order that matches wins.
-
-The URL patterns (splats, placeholders, an optional host) are shared with `_headers`, which
-imports `compile_pattern` and `PlaceholderTemplate` from here. Sources are restricted to at
-most one capture (placeholder or splat) per path segment and one splat in all: that keeps
-every match a single regex pass with no backtracking blow-up, whatever path a client sends.
+Sources are URL patterns (`edgeproxy.sites.patterns`), as in `_headers`.
 """
 
 from __future__ import annotations
@@ -14,10 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import quote, unquote_plus
 
-Dialect = Literal["cloudflare", "netlify"]
+from edgeproxy.sites.patterns import (
+    ABSOLUTE_URL,
+    PLACEHOLDER,
+    PORT,
+    Dialect,
+    PatternError,
+    PlaceholderTemplate,
+    UrlPattern,
+    claim,
+    compile_pattern,
+)
 
 # Cloudflare Pages' limits (its `_redirects` parser); applied to both dialects so a site's
 # per-request matching work stays bounded.
@@ -32,224 +37,11 @@ _STATUS_CODES: dict[Dialect, frozenset[int]] = {
 }
 _DEFAULT_STATUS: dict[Dialect, int] = {"cloudflare": 302, "netlify": 301}
 
-_CAPTURE = re.compile(r"\*|:[A-Za-z][A-Za-z0-9_]*")
-_PLACEHOLDER = re.compile(r":([A-Za-z][A-Za-z0-9_]*)")
-_ABSOLUTE = re.compile(r"(?i)(https?)://([^/?#]*)(.*)", re.DOTALL)
-_HOST = re.compile(r"[a-z0-9.\-]+")
-_PORT = re.compile(r":\d+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A location also goes out as a header or a request target, where a space would end it.
 _UNSAFE_LOCATION = re.compile(r"[\x00-\x20\x7f]")
 _STATUS = re.compile(r"(\d{3})(!?)")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-# Everything RFC 3986 allows raw in a path (plus `%`, validated separately); `quote` escapes
-# the rest, so a rule written with `é` or `"` compares equal to what browsers send.
-_PATH_SAFE = "!$&'()*+,;=:@/%"
 _PRINTABLE_ASCII = "".join(chr(code) for code in range(0x21, 0x7F))
-
-
-class PatternError(ValueError):
-    """A URL pattern this matcher does not accept; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class UrlPattern:
-    """A `_redirects` source or `_headers` URL pattern, compiled.
-
-    `key` is the canonical path text: for a pattern without captures it is the exact path it
-    matches (Netlify: without a trailing slash), so callers can look static patterns up in a
-    dict instead of running `match`.
-    """
-
-    host: str
-    key: str
-    names: frozenset[str]
-    static: bool
-    _host: re.Pattern[str] | None
-    _path: re.Pattern[str]
-
-    def match(self, host: str, path: str) -> dict[str, str] | None:
-        """The captures (`splat` and placeholder names) if `host` and `path` match, else None.
-
-        `host` is ignored unless the pattern names one; `path` is the gateway-normalised,
-        percent-encoded request path.
-        """
-        captures: dict[str, str] = {}
-        if self._host is not None:
-            found_host = self._host.fullmatch(_PORT.sub("", host.lower()))
-            if found_host is None:
-                return None
-            captures.update(found_host.groupdict())
-        found = self._path.fullmatch(path)
-        if found is None:
-            return None
-        # A Netlify `/*` splat is optional (`/app` matches `/app/*`), so its group may be unset.
-        captures.update((name, value or "") for name, value in found.groupdict().items())
-        return captures
-
-
-def compile_pattern(text: str, dialect: Dialect, *, allow_host: bool) -> UrlPattern:
-    """Compile a URL pattern (`/blog/:slug`, `/static/*`, `https://:project.pages.dev/*`).
-
-    Raises `PatternError` for what the platforms don't accept, and for two captures in one
-    path segment, which is refused to keep matching linear in the path's length.
-    """
-    host = ""
-    path = text
-    absolute = _ABSOLUTE.fullmatch(text)
-    if absolute is not None:
-        if not allow_host:
-            raise PatternError(f"{text!r} has a host; only a path is accepted here")
-        host, path = absolute[2].lower(), absolute[3] or "/"
-        if _PORT.search(host):
-            raise PatternError(f"{text!r} names a port; patterns match any port")
-        if not host:
-            raise PatternError(f"{text!r} has an empty host")
-    # Fragments never reach the server, so they can't take part in matching.
-    path = path.partition("#")[0]
-    if "?" in path:
-        raise PatternError(f"{text!r} has a query string; patterns match the path only")
-    if not path.startswith("/"):
-        raise PatternError(f"{text!r} must start with '/' or be an http(s):// URL")
-    names: set[str] = set()
-    host_regex = _compile_host(host, names) if host else None
-    path_regex, key = _compile_path(path, dialect, names)
-    static = not names
-    return UrlPattern(host, key, frozenset(names), static, host_regex, path_regex)
-
-
-def _compile_host(host: str, names: set[str]) -> re.Pattern[str]:
-    parts: list[str] = []
-    for label in host.split("."):
-        captures = list(_CAPTURE.finditer(label))
-        if len(captures) > 1:
-            raise PatternError(f"host label {label!r} has more than one placeholder")
-        if not captures:
-            _check_host_literal(label)
-            parts.append(re.escape(label))
-            continue
-        capture = captures[0]
-        if capture[0] == "*":
-            raise PatternError(f"host {host!r} has a splat; a splat is only allowed in the path")
-        before, after = label[: capture.start()], label[capture.end() :]
-        _check_host_literal(before + after)
-        name = _claim(capture[0][1:], names)
-        # Host placeholders stop at a dot, as on Cloudflare Pages.
-        parts.append(f"{re.escape(before)}(?P<{name}>[^.]+){re.escape(after)}")
-    return re.compile(r"\.".join(parts))
-
-
-def _check_host_literal(text: str) -> None:
-    if text and _HOST.fullmatch(text) is None:
-        raise PatternError(f"host part {text!r} is not a valid host name")
-
-
-def _compile_path(path: str, dialect: Dialect, names: set[str]) -> tuple[re.Pattern[str], str]:
-    netlify = dialect == "netlify"
-    # Netlify matches `/a` and `/a/` alike (its CDN normalises before rules run), and a
-    # trailing `/*` also covers the bare directory, with an empty splat.
-    optional_splat = netlify and path.endswith("/*")
-    loose_slash = netlify and path != "/" and not path.endswith("*")
-    if loose_slash and path.endswith("/"):
-        path = path[:-1]
-    captures = list(_CAPTURE.finditer(path))
-    if sum(capture[0] == "*" for capture in captures) > 1:
-        raise PatternError(f"{path!r} has more than one splat (only one is allowed)")
-    regex: list[str] = []
-    key: list[str] = []
-    start = 0
-    last_segment = -1
-    for capture in captures:
-        segment = path.count("/", 0, capture.start())
-        if segment == last_segment:
-            raise PatternError(f"{path!r} has two captures in one path segment")
-        last_segment = segment
-        token = capture[0]
-        if netlify and token == "*" and capture.end() != len(path):
-            raise PatternError(f"{path!r}: a Netlify splat must end the path")
-        if netlify and token != "*" and not _fills_segment(path, capture):
-            raise PatternError(f"{path!r}: a Netlify placeholder must fill a whole path segment")
-        literal = _canonical(path[start : capture.start()])
-        if optional_splat and token == "*":
-            literal = literal[:-1]
-        regex.append(re.escape(literal))
-        key.append(literal)
-        if token == "*":
-            names.add("splat")
-            regex.append("(?:/(?P<splat>.*))?" if optional_splat else "(?P<splat>.*)")
-            key.append("/*" if optional_splat else "*")
-        else:
-            regex.append(f"(?P<{_claim(token[1:], names)}>[^/]+)")
-            key.append(token)
-        start = capture.end()
-    tail = _canonical(path[start:])
-    regex.append(re.escape(tail))
-    key.append(tail)
-    if loose_slash:
-        regex.append("/?")
-    return re.compile("".join(regex), re.DOTALL), "".join(key)
-
-
-def _fills_segment(path: str, capture: re.Match[str]) -> bool:
-    return path[capture.start() - 1] == "/" and path[capture.end() : capture.end() + 1] in ("", "/")
-
-
-def _claim(name: str, names: set[str]) -> str:
-    # Cloudflare Pages: "every named placeholder can only be referenced once".
-    if name in names:
-        raise PatternError(f"placeholder :{name} is used more than once")
-    names.add(name)
-    return name
-
-
-def _canonical(literal: str) -> str:
-    # The form the gateway compares requests in: unreserved escapes decoded, other escapes in
-    # upper case, and characters a path can't hold raw escaped as UTF-8.
-    if _BAD_ESCAPE.search(literal):
-        raise PatternError(f"{literal!r} has a malformed percent-escape")
-    encoded = quote(literal, safe=_PATH_SAFE)
-    return _ESCAPE.sub(_normal_escape, encoded)
-
-
-def _normal_escape(escape: re.Match[str]) -> str:
-    char = chr(int(escape[1], 16))
-    return char if char in _UNRESERVED else escape[0].upper()
-
-
-@dataclass(frozen=True, slots=True)
-class PlaceholderTemplate:
-    """Text with `:name` placeholders filled from captures (a destination, a header value).
-
-    Placeholders with no capture of that name stay as written, as on both platforms; that is
-    settled when the template is built, so rendering is a join.
-    """
-
-    head: str
-    tail: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def build(cls, text: str, names: frozenset[str]) -> PlaceholderTemplate:
-        texts: list[str] = []
-        filled: list[str] = []
-        start = 0
-        for found in _PLACEHOLDER.finditer(text):
-            if found[1] in names:
-                texts.append(text[start : found.start()])
-                filled.append(found[1])
-                start = found.end()
-        texts.append(text[start:])
-        return cls(texts[0], tuple(zip(filled, texts[1:], strict=True)))
-
-    def render(self, captures: Mapping[str, str]) -> str:
-        if not self.tail:
-            return self.head
-        out = [self.head]
-        for name, text in self.tail:
-            out.append(captures[name])
-            out.append(text)
-        return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +174,7 @@ class RedirectRules:
         `path` is the gateway-normalised request path (percent-encoded, starting with `/`);
         `host` has no effect unless a rule names one (Netlify domain-level redirects).
         """
-        host = _PORT.sub("", host.lower())
+        host = PORT.sub("", host.lower())
         key = _slashless(path) if self._dialect == "netlify" else path
         hits = [self._static.get(("", key)), self._static.get((host, key)) if host else None]
         static_hits = sorted((hit for hit in hits if hit is not None), key=lambda e: e.index)
@@ -431,7 +223,11 @@ def _compile_line(
 ) -> tuple[_Entry, tuple[object, ...]]:
     written, query_tokens, destination, tail = _fields(line, dialect)
     source = written
-    if dialect == "cloudflare" and not source.startswith("/") and not _ABSOLUTE.fullmatch(source):
+    if (
+        dialect == "cloudflare"
+        and not source.startswith("/")
+        and not ABSOLUTE_URL.fullmatch(source)
+    ):
         # Cloudflare Pages reads `home /` as `/home /`.
         source = "/" + source
     status, force = _status(tail, dialect)
@@ -501,7 +297,7 @@ def _check_destination(destination: str) -> bool:
     """Whether `destination` is an absolute URL (else a path); raises for unusable ones."""
     if _CONTROL.search(destination) is not None:
         raise _LineError(f"destination {destination!r} contains a control character")
-    absolute = _ABSOLUTE.fullmatch(destination)
+    absolute = ABSOLUTE_URL.fullmatch(destination)
     if absolute is None:
         return False
     if not absolute[2]:
@@ -512,7 +308,7 @@ def _check_destination(destination: str) -> bool:
 
 
 def _is_destination(token: str) -> bool:
-    return token.startswith("/") or _ABSOLUTE.fullmatch(token) is not None
+    return token.startswith("/") or ABSOLUTE_URL.fullmatch(token) is not None
 
 
 def _missing_destination(rest: list[str]) -> str:
@@ -550,12 +346,12 @@ def _conditions(tokens: list[str], pattern_names: frozenset[str]) -> tuple[_Cond
         key, sep, value = token.partition("=")
         if not sep or not key:
             raise _LineError(f"query condition {token!r} must be key=value or key=:name")
-        placeholder = _PLACEHOLDER.fullmatch(value)
+        placeholder = PLACEHOLDER.fullmatch(value)
         if placeholder is None:
             conditions.append(_Condition(unquote_plus(key), unquote_plus(value), None))
             continue
         try:
-            name = _claim(placeholder[1], names)
+            name = claim(placeholder[1], names)
         except PatternError as exc:
             raise _LineError(str(exc)) from exc
         conditions.append(_Condition(unquote_plus(key), "", name))

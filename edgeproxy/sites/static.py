@@ -56,9 +56,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import formatdate, parsedate_to_datetime
-from functools import lru_cache
+from email.utils import formatdate
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import quote
@@ -67,6 +65,13 @@ import aiofiles
 
 from edgeproxy.exceptions import ConfigError, ConfigIssue
 from edgeproxy.responses import http_date
+from edgeproxy.sites.conditional import (
+    accepted_codings,
+    etag_matches,
+    if_range_holds,
+    parse_range,
+    unmodified_since,
+)
 from edgeproxy.types import Headers, Receive, Scope, Send
 
 CHUNK_SIZE = 64 * 1024
@@ -80,7 +85,6 @@ _ROOT_ONLY_IGNORED = frozenset(
 )
 _IGNORED_ANYWHERE = frozenset({".DS_Store", "node_modules", ".git"})
 _SIBLINGS = (("br", ".br"), ("gzip", ".gz"))
-_CODING_ALIASES = {"x-gzip": "gzip"}
 
 _REVALIDATE = b"public, max-age=0, must-revalidate"
 _IMMUTABLE = b"public, max-age=31536000, immutable"
@@ -438,14 +442,14 @@ async def _send_file(
     since = request.get(b"if-modified-since")
     # RFC 9110 §13.2.2: If-Modified-Since only counts when there is no If-None-Match.
     if if_none_match is not None:
-        fresh = _etag_matches(if_none_match, rep.etag)
+        fresh = etag_matches(if_none_match, rep.etag)
     else:
-        fresh = since is not None and _unmodified_since(since, rep.mtime)
+        fresh = since is not None and unmodified_since(since, rep.mtime)
     if fresh:
         headers = rep.not_modified if cacheable else _uncached(rep.not_modified)
         return await _respond(send, 304, [*headers], extra)
-    if range_header is not None and _if_range_holds(request.get(b"if-range"), rep):
-        byte_range = _parse_range(range_header, rep.size)
+    if range_header is not None and if_range_holds(request.get(b"if-range"), rep.etag, rep.mtime):
+        byte_range = parse_range(range_header, rep.size)
         if byte_range == "unsatisfiable":
             headers = [(b"content-range", f"bytes */{rep.size}".encode()), *_ALWAYS, _EMPTY]
             return await _respond(send, 416, headers, extra)
@@ -510,98 +514,7 @@ def _uncached(headers: Headers) -> Headers:
 
 def _negotiate(file: StaticFile, accept_encoding: bytes | None) -> Representation:
     if accept_encoding and file.encoded:
-        for coding in _accepted_codings(accept_encoding):
+        for coding in accepted_codings(accept_encoding):
             if rep := file.encoded.get(coding):
                 return rep
     return file.identity
-
-
-@lru_cache(maxsize=256)
-def _accepted_codings(accept_encoding: bytes) -> tuple[str, ...]:
-    """`br` and `gzip`, best first (br on a tie), leaving out what the client refuses."""
-    weights: dict[str, float] = {}
-    for item in accept_encoding.decode("latin-1").lower().split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights[_CODING_ALIASES.get(coding, coding)] = weight
-    wildcard = weights.get("*", 0.0)
-    ranked = sorted(("br", "gzip"), key=lambda coding: -weights.get(coding, wildcard))
-    return tuple(coding for coding in ranked if weights.get(coding, wildcard) > 0)
-
-
-def _etag_matches(if_none_match: bytes, etag: str) -> bool:
-    # Weak comparison (RFC 9110 §13.1.2): a W/ prefix does not stop a GET from matching.
-    value = if_none_match.decode("latin-1").strip()
-    if value == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in value.split(","))
-
-
-def _http_seconds(value: bytes) -> int | None:
-    try:
-        moment = parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
-
-
-def _unmodified_since(if_modified_since: bytes, mtime: int) -> bool:
-    since = _http_seconds(if_modified_since)
-    return since is not None and mtime <= since
-
-
-def _if_range_holds(if_range: bytes | None, rep: Representation) -> bool:
-    # RFC 9110 §13.1.5: an entity tag must match strongly, a date exactly.
-    if if_range is None:
-        return True
-    value = if_range.strip()
-    if value.startswith((b'"', b"W/")):
-        return value.decode("latin-1") == rep.etag
-    return _http_seconds(value) == rep.mtime
-
-
-def _parse_range(header: bytes, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """The inclusive byte range asked for; None to ignore the header and send everything.
-
-    Several ranges are answered with the whole representation, which RFC 9110 §14.2 allows
-    and which spares us multipart/byteranges.
-    """
-    unit, _, spec = header.decode("latin-1").partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = (part.strip() for part in spec.partition("-"))
-    if not dash:
-        return None
-    if not first:
-        if not _is_digits(last):
-            return None
-        # RFC 9110 §14.1.1: a suffix is satisfiable even against an empty file, which leaves
-        # nothing to put in a 206; the (empty) 200 says the same.
-        if size == 0:
-            return None
-        if int(last) == 0:
-            return "unsatisfiable"
-        return max(0, size - int(last)), size - 1
-    if not _is_digits(first) or (last and not _is_digits(last)):
-        return None
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, min(end, size - 1)
-
-
-def _is_digits(text: str) -> bool:
-    # str.isdigit() alone accepts "²" and other digits int() refuses.
-    return text.isascii() and text.isdigit()

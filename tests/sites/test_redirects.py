@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from edgeproxy.sites.patterns import Dialect
 from edgeproxy.sites.redirects import (
     MAX_DYNAMIC_RULES,
     MAX_STATIC_RULES,
-    Dialect,
     RedirectRule,
     RedirectRules,
 )
