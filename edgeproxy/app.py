@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from edgeproxy.proxy.healthchecks import run_health_checks
 from edgeproxy.proxy.upstreams import UpstreamPool, UpstreamRegistry
 from edgeproxy.runtime import Runtime, build_runtime, resolve_state_dir
 from edgeproxy.server import AbortedResponseFilter
+from edgeproxy.sites.git import GitBackend, ensure_repository
 from edgeproxy.sites.hosting import SiteHosting
 from edgeproxy.types import Receive, Scope, Send
 
@@ -67,6 +69,12 @@ class EdgeApp:
             lambda: self._hosting(),
             lambda: self.runtime.config.admin.token,
             lambda: self.runtime.config.server.max_body_size,
+            self.config_path,
+        )
+        git = GitBackend(
+            lambda: self.state_dir / "git",
+            lambda: self._hosting().sites,
+            lambda: self.runtime.config.admin.token,
         )
         self.internal = InternalApp(
             self.status,
@@ -74,6 +82,7 @@ class EdgeApp:
             self.metrics,
             lambda peer: self.runtime.internal_networks.contains(peer),
             admin,
+            git,
         )
         self.gateway: Gateway | None = None
 
@@ -189,6 +198,7 @@ class EdgeApp:
         hosting = self._hosting()
         hosting.configure(config.sites)
         hosting.publish_sources()
+        self._ensure_repositories(config, hosting.state_dir)
         self._runtime = build_runtime(
             config,
             hosting=hosting,
@@ -207,6 +217,15 @@ class EdgeApp:
                 stopped[0].set()
         for pool in added:
             self._start_health_checks(pool)
+
+    def _ensure_repositories(self, config: RulesConfig, state_dir: Path) -> None:
+        for name, site in config.sites.items():
+            try:
+                ensure_repository(
+                    state_dir / "git", name, site.production_branch, self.config_path, state_dir
+                )
+            except (OSError, subprocess.CalledProcessError) as exc:
+                logger.warning("site %s: no git repository (git push is off): %s", name, exc)
 
     def _start_health_checks(self, pool: UpstreamPool) -> None:
         if pool.config.health_check is None or self._session is None:

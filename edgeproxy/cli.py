@@ -1,9 +1,17 @@
 """The `edgeproxy` command line.
 
-edgeproxy serve   [--config FILE] [--host H] [--port P] [--state-dir DIR] [--workers N]
-edgeproxy check   [FILE]
-edgeproxy schema
-edgeproxy routes  [--config FILE] [--explain URL] [--method M]
+    edgeproxy serve       [--config FILE] [--host H] [--port P] [--state-dir DIR] [--workers N]
+    edgeproxy check       [FILE]
+    edgeproxy schema
+    edgeproxy routes      [--config FILE] [--explain URL] [--method M]
+    edgeproxy deploy      DIR --site S [--branch B] [--commit SHA] [--message M]
+    edgeproxy deployments --site S
+    edgeproxy rollback    DEPLOY_ID --site S
+    edgeproxy alias       ALIAS [DEPLOY_ID] --site S [--delete]
+    edgeproxy logs        DEPLOY_ID --site S
+
+The commands after `routes` talk to a running gateway (`--server`, `--token`). `git-hook`
+and `build` are run by git and by the deploy hook, not by people.
 """
 
 from __future__ import annotations
@@ -193,6 +201,35 @@ def cmd_alias(args: argparse.Namespace) -> int:
     return _admin_call(args, work)
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    def work(client: AdminClient) -> int:
+        print(client.text(f"/sites/{args.site}/deploys/{args.deploy_id}/log"), end="")
+        return 0
+
+    return _admin_call(args, work)
+
+
+def cmd_git_hook(args: argparse.Namespace) -> int:
+    from edgeproxy.sites.builds import run_hook
+
+    out = sys.stdout.buffer
+    return run_hook(Path(args.config), Path(args.state_dir), args.site, sys.stdin, out)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from edgeproxy.sites.builds import run_fetched_build
+
+    return run_fetched_build(
+        Path(args.config),
+        Path(args.state_dir),
+        args.site,
+        args.ref,
+        args.commit,
+        args.build_id,
+        sys.stdout.buffer,
+    )
+
+
 def _table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -261,6 +298,28 @@ def parser() -> argparse.ArgumentParser:
     alias.add_argument("--delete", action="store_true", help="remove the alias")
     _admin_options(alias)
     alias.set_defaults(func=cmd_alias)
+
+    logs = commands.add_parser("logs", help="print the build log of a deployment built from git")
+    logs.add_argument("deploy_id", metavar="DEPLOY_ID")
+    logs.add_argument("--site", required=True)
+    _admin_options(logs)
+    logs.set_defaults(func=cmd_logs)
+
+    # Not listed in --help (no help=): run by the server, not by people.
+    hook = commands.add_parser("git-hook")
+    hook.add_argument("--config", required=True)
+    hook.add_argument("--state-dir", required=True)
+    hook.add_argument("--site", required=True)
+    hook.set_defaults(func=cmd_git_hook)
+
+    build = commands.add_parser("build")
+    build.add_argument("--config", required=True)
+    build.add_argument("--state-dir", required=True)
+    build.add_argument("--site", required=True)
+    build.add_argument("--ref", required=True)
+    build.add_argument("--commit", default="")
+    build.add_argument("--build-id", required=True)
+    build.set_defaults(func=cmd_build)
     return root
 
 

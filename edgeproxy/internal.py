@@ -1,4 +1,4 @@
-"""The gateway's own endpoints under `/_edge/`: health, readiness, status, metrics."""
+"""The gateway's own endpoints under `/_edge/`: health, readiness, status, metrics, git."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ class InternalApp:
         metrics: Metrics,
         private_allowed: Callable[[str], bool],
         admin: ASGIApp,
+        git: ASGIApp,
     ) -> None:
         self.admin = admin
+        self.git = git
         self.status = status
         self.private_allowed = private_allowed
         self.ready = ready
@@ -43,6 +45,9 @@ class InternalApp:
             return
         if scope["path"].startswith("/_edge/api/"):
             await self.admin(scope, receive, send)
+            return
+        if scope["path"].startswith("/_edge/git/"):
+            await self.git(scope, receive, send)
             return
         path = scope["path"].rstrip("/")
         endpoint = self.endpoints.get(path)

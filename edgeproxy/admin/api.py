@@ -8,20 +8,39 @@ upload that sends only what the server lacks (as Netlify's file-digest deploys d
    answers `{"upload": ID, "required": [sha256, ...]}`;
 2. `PUT /sites/{site}/uploads/{ID}/files/{sha256}` with each required file's bytes;
 3. `POST /sites/{site}/uploads/{ID}/finalize` creates and publishes the deployment.
+
+The deploy hook `POST /sites/{site}/hooks/push` takes no bearer token: it is authenticated by
+`X-Hub-Signature-256` (HMAC-SHA256 of the body with the site's `webhook_secret`), and starts
+`edgeproxy build` in the background, answering 202 with a build ID to poll.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
+import os
+import re
 import secrets
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, Router
 
+from edgeproxy.sites.builds import (
+    PUBLIC_PORT_ENV,
+    PUBLIC_SCHEME_ENV,
+    SHA1,
+    ZERO_SHA,
+    builds_dir,
+    read_build_status,
+    write_build_status,
+)
 from edgeproxy.sites.hosting import SiteHosting
 from edgeproxy.sites.store import (
     PRODUCTION,
@@ -33,6 +52,7 @@ from edgeproxy.sites.store import (
 )
 
 UPLOAD_ID = SHA256  # uploads are named by 64 random hex characters
+_PUSH_HOOK = re.compile(r"^/_edge/api/sites/[^/]+/hooks/push$")
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
@@ -47,10 +67,13 @@ class AdminAPI:
         hosting: Callable[[], SiteHosting],
         token: Callable[[], str | None],
         max_file_size: Callable[[], int],
+        config_path: Path,
     ) -> None:
         self.hosting = hosting
         self.token = token
         self.max_file_size = max_file_size
+        self.config_path = config_path
+        self._builds: set[asyncio.Task[None]] = set()
         prefix = "/_edge/api"
         self.router = Router(
             routes=[
@@ -73,6 +96,13 @@ class AdminAPI:
                     self.finalize,
                     methods=["POST"],
                 ),
+                Route(
+                    f"{prefix}/sites/{{site}}/deploys/{{deploy_id}}/log",
+                    self.deployment_log,
+                    methods=["GET"],
+                ),
+                Route(f"{prefix}/sites/{{site}}/hooks/push", self.push_hook, methods=["POST"]),
+                Route(f"{prefix}/sites/{{site}}/builds/{{build_id}}", self.build, methods=["GET"]),
                 Route(f"{prefix}/sites/{{site}}/rollback", self.rollback, methods=["POST"]),
                 Route(
                     f"{prefix}/sites/{{site}}/aliases/{{alias}}", self.set_alias, methods=["PUT"]
@@ -86,7 +116,8 @@ class AdminAPI:
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/_edge/api/openapi.json":
+        public = scope["path"] == "/_edge/api/openapi.json" or _PUSH_HOOK.match(scope["path"])
+        if scope["type"] == "http" and not public:
             denied = self._refusal(scope)
             if denied is not None:
                 await denied(scope, receive, send)
@@ -247,6 +278,86 @@ class AdminAPI:
         body["urls"] = self._urls(request, site, deployment.id, deployment.branch)
         return JSONResponse(body, status_code=201)
 
+    async def deployment_log(self, request: Request) -> Response:
+        site = self._site(request)
+        store = self.hosting().stores[site]
+        deploy_id = (
+            store.resolve(request.path_params["deploy_id"]) or request.path_params["deploy_id"]
+        )
+        store.deployment(deploy_id)
+        log = builds_dir(self.hosting().state_dir, site) / f"{deploy_id}.log"
+        try:
+            text = log.read_text(errors="replace")
+        except FileNotFoundError:
+            raise StoreError(f"deployment {deploy_id[:8]} has no build log", 404) from None
+        return PlainTextResponse(text)
+
+    async def build(self, request: Request) -> Response:
+        site = self._site(request)
+        status = read_build_status(self.hosting().state_dir, site, request.path_params["build_id"])
+        return JSONResponse(status)
+
+    async def push_hook(self, request: Request) -> Response:
+        """A GitHub-style push event: fetch the ref from `repo_url`, build it in the background."""
+        site = self._site(request)
+        config = self.hosting().sites[site]
+        body = await request.body()
+        if not config.webhook_secret:
+            return error(401, "webhook-disabled", f"site {site!r} has no webhook_secret")
+        expected = (
+            "sha256=" + hmac.new(config.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        )
+        given = request.headers.get("x-hub-signature-256", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return error(401, "bad-signature", "missing or wrong X-Hub-Signature-256")
+        if request.headers.get("x-github-event") == "ping":
+            return JSONResponse({"pong": True})
+        try:
+            event = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"the body is not valid JSON: {exc}") from exc
+        ref = event.get("ref") if isinstance(event, dict) else None
+        after = event.get("after", "") if isinstance(event, dict) else ""
+        if not isinstance(ref, str) or not ref.startswith("refs/heads/"):
+            raise StoreError("'ref' must name a branch (refs/heads/...)")
+        if not isinstance(after, str) or (after and not SHA1.match(after)):
+            raise StoreError("'after' must be a 40-hex commit SHA")
+        if after == ZERO_SHA:
+            return JSONResponse({"site": site, "ref": ref, "ignored": "branch deleted"})
+        if not config.repo_url:
+            raise StoreError(f"site {site!r} has no repo_url to fetch from", 409)
+        state_dir = self.hosting().state_dir
+        build_id = secrets.token_hex(8)
+        write_build_status(state_dir, site, build_id, status="queued", ref=ref, commit=after)
+        command = [
+            sys.executable, "-m", "edgeproxy", "build", "--site", site, "--ref", ref,
+            "--commit", after, "--build-id", build_id, "--config", str(self.config_path),
+            "--state-dir", str(state_dir),
+        ]  # fmt: skip
+        env = {
+            PUBLIC_SCHEME_ENV: request.url.scheme,
+            PUBLIC_PORT_ENV: str(request.url.port or ""),
+        }
+        task = asyncio.create_task(self._run_build(command, env))
+        self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
+        url = f"/_edge/api/sites/{site}/builds/{build_id}"
+        return JSONResponse(
+            {"site": site, "build": build_id, "status": "queued", "ref": ref, "url": url},
+            status_code=202,
+        )
+
+    async def _run_build(self, command: list[str], env: dict[str, str]) -> None:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            env={**os.environ, **env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        await process.wait()
+
     async def rollback(self, request: Request) -> Response:
         site = self._site(request)
         data = await self._json(request)
@@ -302,6 +413,19 @@ OPENAPI: dict[str, Any] = {
         },
         "/_edge/api/sites/{site}/uploads/{upload}/finalize": {
             "post": {"summary": "Create and publish the deployment; answers it with its URLs"}
+        },
+        "/_edge/api/sites/{site}/deploys/{deploy_id}/log": {
+            "get": {"summary": "The build log of a deployment built from git (text)"}
+        },
+        "/_edge/api/sites/{site}/hooks/push": {
+            "post": {
+                "summary": "Deploy hook: a GitHub-style push event signed with X-Hub-Signature-256 "
+                "(no bearer token); answers 202 {build, url}",
+                "security": [],
+            }
+        },
+        "/_edge/api/sites/{site}/builds/{build_id}": {
+            "get": {"summary": "A deploy-hook build: queued, running, succeeded or failed"}
         },
         "/_edge/api/sites/{site}/rollback": {
             "post": {"summary": "Point production at {deploy_id} (any earlier deployment)"}

@@ -42,6 +42,20 @@ class AdminClient:
             raise AdminError(f"{response.status_code}: {detail}")
         return response.json()
 
+    def text(self, path: str) -> str:
+        """GET a plain-text resource (a build log)."""
+        try:
+            response = self.http.get(path)
+        except httpx.TransportError as exc:
+            raise AdminError(f"cannot reach {self.server}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AdminError(f"{response.status_code}: {detail}")
+        return response.text
+
     def deploy(
         self,
         directory: Path,

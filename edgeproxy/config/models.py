@@ -322,10 +322,13 @@ class Site(Model):
     )
     source: str | None = Field(
         None,
-        description="Directory (relative to rules.yaml) published at start when the site has no "
-        "deployment yet; also the working tree builds run in.",
+        description="Directory (relative to rules.yaml) published as is (no build) at start "
+        "when the site has no deployment yet.",
     )
-    build: Build = Field(default_factory=Build)
+    build: Build = Field(
+        default_factory=Build,
+        description="How a pushed commit becomes a deployment (run in a clean checkout).",
+    )
     env: SiteEnv = Field(default_factory=SiteEnv)
     preview_protection: PreviewProtection | None = None
     redirects_dialect: Literal["cloudflare", "netlify"] = "cloudflare"
@@ -335,6 +338,16 @@ class Site(Model):
     )
     retention: int = Field(
         10, ge=1, description="Deployments kept per branch (plus any an alias names)."
+    )
+    repo_url: str | None = Field(
+        None,
+        description="Repository the deploy hook fetches pushed refs from (any URL or path git "
+        "can fetch).",
+    )
+    webhook_secret: str | None = Field(
+        None,
+        description="HMAC-SHA256 secret of POST /_edge/api/sites/<site>/hooks/push "
+        "(X-Hub-Signature-256); unset or empty: the deploy hook is off.",
     )
 
     @field_validator("hosts", mode="before")
@@ -353,7 +366,8 @@ class Admin(Model):
 
     token: str | None = Field(
         None,
-        description="Bearer token for /_edge/api/; the API answers 401 to everything without it.",
+        description="Bearer token for /_edge/api/, and the password (any username) of git "
+        "push/fetch at /_edge/git/<site>.git; without it both answer 401.",
     )
 
 

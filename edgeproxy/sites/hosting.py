@@ -290,17 +290,21 @@ class SiteHosting:
         return deployment
 
     def rules_warnings(self, files: Mapping[str, str], config: Site) -> list[str]:
-        """What `_redirects` and `_headers` in `files` would skip, line by line."""
-        warnings: list[str] = []
-        if "_redirects" in files:
-            text = self.blobs.path(files["_redirects"]).read_text(errors="replace")
-            warnings += RedirectRules.parse(text, config.redirects_dialect)[1]
-        if "_headers" in files:
-            text = self.blobs.path(files["_headers"]).read_text(errors="replace")
-            warnings += HeaderRules.parse(text)[1]
-        return warnings
+        return rules_warnings(self.blobs, files, config)
 
     def set_alias(self, site: str, alias: str, deploy_id: str | None) -> dict[str, str]:
         aliases = self.stores[site].set_aliases({alias: deploy_id})
         self._aliases[site].refresh()
         return aliases
+
+
+def rules_warnings(blobs: BlobStore, files: Mapping[str, str], config: Site) -> list[str]:
+    """What `_redirects` and `_headers` in `files` would skip, line by line."""
+    warnings: list[str] = []
+    if "_redirects" in files:
+        text = blobs.path(files["_redirects"]).read_text(errors="replace")
+        warnings += RedirectRules.parse(text, config.redirects_dialect)[1]
+    if "_headers" in files:
+        text = blobs.path(files["_headers"]).read_text(errors="replace")
+        warnings += HeaderRules.parse(text)[1]
+    return warnings

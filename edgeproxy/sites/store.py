@@ -14,6 +14,7 @@ never a torn one. Aliases move only after the deployment they name is complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -58,6 +59,18 @@ def safe_relative(path: str) -> PurePosixPath:
     if pure.is_absolute() or not pure.parts or any(part in ("", ".", "..") for part in pure.parts):
         raise StoreError(f"invalid file path {path!r}: no '.', '..' or empty segments")
     return pure
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock held across processes (fcntl.flock) for the `with` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -272,7 +285,14 @@ class SiteStore:
         return deployment
 
     def set_aliases(self, changes: Mapping[str, str | None]) -> dict[str, str]:
-        """Point aliases at deployments (None removes one), atomically, all or nothing."""
+        """Point aliases at deployments (None removes one), atomically, all or nothing.
+
+        Locked across processes: the server, git hooks and builds all publish.
+        """
+        with file_lock(self.root / ".aliases.lock"):
+            return self._set_aliases(changes)
+
+    def _set_aliases(self, changes: Mapping[str, str | None]) -> dict[str, str]:
         aliases = self.aliases()
         for alias, deploy_id in changes.items():
             if not ALIAS.match(alias):
