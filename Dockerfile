@@ -8,11 +8,16 @@ COPY edgeproxy ./edgeproxy
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home edge \
+# git serves `git push` deploys (git http-backend) and runs the builds' checkouts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home edge \
     && mkdir -p /data /etc/edgeproxy \
     && chown edge:edge /data
 COPY --from=build /install /usr/local
 COPY rules.yaml rules.schema.json /etc/edgeproxy/
+COPY sites /etc/edgeproxy/sites
 USER edge
 WORKDIR /data
 VOLUME ["/data"]
