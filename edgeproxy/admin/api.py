@@ -327,7 +327,7 @@ class AdminAPI:
         if not config.repo_url:
             raise StoreError(f"site {site!r} has no repo_url to fetch from", 409)
         state_dir = self.hosting().state_dir
-        build_id = secrets.token_hex(8)
+        build_id = secrets.token_hex(16)  # also the ID the deployment will have
         write_build_status(state_dir, site, build_id, status="queued", ref=ref, commit=after)
         command = [
             sys.executable, "-m", "edgeproxy", "build", "--site", site, "--ref", ref,
@@ -343,7 +343,14 @@ class AdminAPI:
         task.add_done_callback(self._builds.discard)
         url = f"/_edge/api/sites/{site}/builds/{build_id}"
         return JSONResponse(
-            {"site": site, "build": build_id, "status": "queued", "ref": ref, "url": url},
+            {
+                "site": site,
+                "build": build_id,
+                "deployment": build_id,
+                "status": "queued",
+                "ref": ref,
+                "url": url,
+            },
             status_code=202,
         )
 

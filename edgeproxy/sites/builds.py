@@ -41,6 +41,7 @@ from edgeproxy.config.models import Site
 from edgeproxy.exceptions import EdgeError
 from edgeproxy.sites.hosting import rules_warnings
 from edgeproxy.sites.store import (
+    DEPLOY_ID,
     PRODUCTION,
     BlobStore,
     Deployment,
@@ -54,7 +55,8 @@ from edgeproxy.sites.store import (
 
 ZERO_SHA = "0" * 40
 SHA1 = re.compile(r"^[0-9a-f]{40}$")
-BUILD_ID = re.compile(r"^[0-9a-f]{16}$")
+# A deploy hook's build is named by the ID its deployment will have.
+BUILD_ID = DEPLOY_ID
 PUBLIC_SCHEME_ENV = "EDGEPROXY_PUBLIC_SCHEME"
 PUBLIC_PORT_ENV = "EDGEPROXY_PUBLIC_PORT"
 _TAIL_LINES = 20
@@ -163,6 +165,8 @@ class Builder:
     out: IO[bytes]
     scheme: str = "http"
     port: str = ""
+    # A deploy hook announces the deployment's ID before the build runs.
+    deploy_id: str | None = None
 
     def __post_init__(self) -> None:
         config = load_config(self.config_path)
@@ -260,7 +264,13 @@ class Builder:
             raise BuildFailed(f"build output {build.output!r} has no files")
         warnings = rules_warnings(self.blobs, files, self.site)
         deployment = self.store.create(
-            files, branch=branch, commit=commit, message=subject, origin="git", warnings=warnings
+            files,
+            branch=branch,
+            commit=commit,
+            message=subject,
+            origin="git",
+            warnings=warnings,
+            deploy_id=self.deploy_id,
         )
         self.store.publish(deployment, self.site.production_branch)
         self.store.prune(self.site.retention)
@@ -417,6 +427,7 @@ def run_fetched_build(
     write_build_status(state_dir, name, build_id, **status)
     try:
         builder = Builder.from_env(config_path, state_dir, name, out)
+        builder.deploy_id = build_id
         if not builder.site.repo_url:
             raise BuildFailed(f"site {name!r} has no repo_url to fetch from")
         if not ref.startswith("refs/heads/"):

@@ -249,9 +249,16 @@ class SiteStore:
         message: str = "",
         origin: str = "upload",
         warnings: Iterable[str] = (),
+        deploy_id: str | None = None,
     ) -> Deployment:
-        """Assemble a deployment from blobs (`files`: relative path -> digest)."""
-        deploy_id = secrets.token_hex(16)
+        """Assemble a deployment from blobs (`files`: relative path -> digest).
+
+        `deploy_id` is chosen here unless the caller announced one earlier (a deploy hook).
+        """
+        if deploy_id is None:
+            deploy_id = secrets.token_hex(16)
+        elif not DEPLOY_ID.match(deploy_id) or (self.deploys / f"{deploy_id}.json").exists():
+            raise StoreError(f"deployment ID {deploy_id!r} is malformed or taken")
         staging = self.deploys / f".staging-{deploy_id}"
         staging.mkdir(parents=True)
         total = 0

@@ -368,6 +368,8 @@ def test_deploy_hook_with_a_good_signature_builds_and_deploys(edge: Edge, repo: 
         status = api.get(status_url).json()
     assert status["status"] == "succeeded", status
     assert status["commit"] == sha
+    # The deployment ID was announced in the hook's answer, before the build ran.
+    assert status["deployment"] == answer.json()["deployment"]
     assert aliases(edge)["hooked"] == status["deployment"]
     assert served(edge, "hooked.demo.localhost", expected="<h1>hooked</h1>").text == (
         "<h1>hooked</h1>"
