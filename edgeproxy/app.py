@@ -18,6 +18,8 @@ import aiohttp
 
 from edgeproxy.accesslog import AccessLog
 from edgeproxy.admin.api import AdminAPI
+from edgeproxy.cache.layer import CacheStats
+from edgeproxy.cache.store import CacheStore
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.config.reload import watch_config
@@ -57,6 +59,8 @@ class EdgeApp:
         self._runtime: Runtime | None = None
         self._session: aiohttp.ClientSession | None = None
         self.client = UpstreamClient()
+        self.cache = CacheStore(256 * 1024 * 1024)
+        self.cache_stats = CacheStats()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._health: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
@@ -70,6 +74,7 @@ class EdgeApp:
             lambda: self.runtime.config.admin.token,
             lambda: self.runtime.config.server.max_body_size,
             self.config_path,
+            self.cache,
         )
         git = GitBackend(
             lambda: self.state_dir / "git",
@@ -195,6 +200,7 @@ class EdgeApp:
         digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
         added, dropped = self.registry.update(config.origins)
         version = self._runtime.version + 1 if self._runtime else 1
+        self.cache.max_bytes = config.cache.max_bytes
         hosting = self._hosting()
         hosting.configure(config.sites)
         hosting.publish_sources()
@@ -202,6 +208,8 @@ class EdgeApp:
         self._runtime = build_runtime(
             config,
             hosting=hosting,
+            cache_store=self.cache,
+            cache_stats=self.cache_stats,
             pools=self.registry.pools,
             client=self.client,
             session=self._session,

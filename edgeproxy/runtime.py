@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 
 from edgeproxy.actions import ACTIONS, BuildContext
+from edgeproxy.cache.layer import CacheSettings, CacheStats, CachingAction
+from edgeproxy.cache.store import CacheStore
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.headers import Networks, TrustedProxies
@@ -41,6 +43,8 @@ def build_runtime(
     client: UpstreamClient,
     session: aiohttp.ClientSession,
     hosting: SiteHosting,
+    cache_store: CacheStore,
+    cache_stats: CacheStats,
     version: int,
     digest: str,
 ) -> Runtime:
@@ -56,7 +60,19 @@ def build_runtime(
     )
     table = RouteTable(config.routes)
     for route in table.routes:
-        route.payload = ACTIONS[route.config.action](route.config, build)
+        action = ACTIONS[route.config.action](route.config, build)
+        cache = route.config.cache
+        if cache is not None and cache.enabled:
+            settings = CacheSettings(
+                default_ttl=cache.default_ttl,
+                max_ttl=cache.max_ttl,
+                stale_if_error=cache.stale_if_error,
+                query=cache.query,
+                query_allow=frozenset(cache.query_allow),
+                max_object_size=cache.max_object_size,
+            )
+            action = CachingAction(action, settings, cache_store, cache_stats)
+        route.payload = action
     return Runtime(
         config=config,
         table=table,

@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, Router
 
+from edgeproxy.cache.layer import cache_key_for_url
+from edgeproxy.cache.store import CacheStore
 from edgeproxy.sites.builds import (
     PUBLIC_PORT_ENV,
     PUBLIC_SCHEME_ENV,
@@ -68,7 +70,9 @@ class AdminAPI:
         token: Callable[[], str | None],
         max_file_size: Callable[[], int],
         config_path: Path,
+        cache: CacheStore,
     ) -> None:
+        self.cache = cache
         self.hosting = hosting
         self.token = token
         self.max_file_size = max_file_size
@@ -79,6 +83,7 @@ class AdminAPI:
             routes=[
                 Route(f"{prefix}/openapi.json", self.openapi, methods=["GET"]),
                 Route(f"{prefix}/sites", self.sites, methods=["GET"]),
+                Route(f"{prefix}/cache/purge", self.purge, methods=["POST"]),
                 Route(f"{prefix}/sites/{{site}}/deploys", self.deployments, methods=["GET"]),
                 Route(f"{prefix}/sites/{{site}}/deploys", self.start_deploy, methods=["POST"]),
                 Route(
@@ -180,6 +185,21 @@ class AdminAPI:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
+
+    async def purge(self, request: Request) -> Response:
+        """Drop cached responses: one `url`, every URL under a `prefix`, a `tag`, or `all`."""
+        data = await self._json(request)
+        if isinstance(data.get("url"), str):
+            purged = self.cache.purge(cache_key_for_url(data["url"]))
+        elif isinstance(data.get("prefix"), str):
+            purged = self.cache.purge_prefix(cache_key_for_url(data["prefix"]))
+        elif isinstance(data.get("tag"), str):
+            purged = self.cache.purge_tag(data["tag"])
+        elif data.get("all") is True:
+            purged = self.cache.clear()
+        else:
+            raise StoreError('give one of {"url": U}, {"prefix": U}, {"tag": T} or {"all": true}')
+        return JSONResponse({"purged": purged})
 
     async def sites(self, request: Request) -> Response:
         hosting = self.hosting()

@@ -371,6 +371,37 @@ class Admin(Model):
     )
 
 
+class RouteCache(Model):
+    """The shared cache in front of a route (RFC 9111)."""
+
+    enabled: bool = True
+    default_ttl: Duration | None = Field(
+        None, description="Seconds to keep a storable response whose origin gives no freshness."
+    )
+    max_ttl: Duration | None = Field(None, description="Upper bound on any freshness lifetime.")
+    stale_if_error: Duration = Field(
+        0.0,
+        description="Seconds past freshness a stored response may stand in for a failing origin.",
+    )
+    query: Literal["keep", "sort", "ignore"] = Field(
+        "keep", description="How the query string enters the cache key."
+    )
+    query_allow: list[str] = Field(
+        default_factory=list, description="Only these query parameters enter the key (when set)."
+    )
+    max_object_size: ByteSize = Field(
+        10 * MiB, description="Larger responses stream through without being stored."
+    )
+
+
+class CacheConfig(Model):
+    """The response cache shared by every cached route."""
+
+    max_bytes: ByteSize = Field(
+        256 * MiB, description="Memory bound; least recently used go first."
+    )
+
+
 ACTIONS = ("proxy", "redirect", "respond", "site")
 
 
@@ -393,6 +424,7 @@ class Route(Model):
     max_body_size: ByteSize | None = Field(
         None, description="Overrides server.max_body_size for this route."
     )
+    cache: RouteCache | None = Field(None, description="Cache this route's responses.")
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:
@@ -419,3 +451,4 @@ class RulesConfig(Model):
     routes: list[Route] = Field(default_factory=list)
     sites: dict[Annotated[str, Field(pattern=_SITE_NAME)], Site] = Field(default_factory=dict)
     admin: Admin = Field(default_factory=Admin)
+    cache: CacheConfig = Field(default_factory=CacheConfig)

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 NAME = os.environ.get("ORIGIN_NAME", "origin")
 RELEASES: dict[str, asyncio.Queue[None]] = {}
 OPEN_STREAMS = [0]
+HITS: dict[str, int] = {}
 
 
 async def send_json(
@@ -137,6 +138,30 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         finally:
             OPEN_STREAMS[0] -= 1
             watcher.cancel()
+        return
+    if raw_path.startswith("/script/"):
+        # Response headers come from the query (`h=Name: value`, repeatable); the body counts
+        # how often the origin was asked, so a test sees whether the cache answered.
+        HITS[raw_path] = HITS.get(raw_path, 0) + 1
+        headers = []
+        for item in query.get("h", []):
+            name, _, value = item.partition(":")
+            headers.append((name.strip().lower().encode(), value.strip().encode()))
+        etag = dict(headers).get(b"etag")
+        if query.get("delay"):
+            await asyncio.sleep(float(query["delay"][0]))
+        status = int(query.get("status", ["200"])[0])
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and etag is not None and value == etag:
+                await send({"type": "http.response.start", "status": 304, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        body = f"{raw_path} #{HITS[raw_path]}".encode()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if last == "_hits":
+        await send_json(send, 200, {"hits": HITS.get(query["path"][0], 0)})
         return
     if last == "_count":
         await send_json(send, 200, {"open_streams": OPEN_STREAMS[0]})

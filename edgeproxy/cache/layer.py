@@ -1,0 +1,405 @@
+"""The cache in front of a route's action: lookup, revalidation, stale serving, coalescing.
+
+Wraps any action (proxy, site) as a shared cache per RFC 9111; the decisions themselves
+(storable? fresh? which variant?) are made by `edgeproxy.cache.policy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from edgeproxy.cache import policy
+from edgeproxy.cache.store import CacheStore, Entry
+from edgeproxy.context import RequestContext
+from edgeproxy.exceptions import UpstreamError
+from edgeproxy.responses import send_bytes
+from edgeproxy.routing.paths import RequestPath
+from edgeproxy.routing.table import RouteMatch
+from edgeproxy.types import DISCONNECT_HOOKS, Headers, Message, Receive, Scope, Send
+
+Inner = Callable[[Scope, Receive, Send, RouteMatch, RequestPath, RequestContext], Awaitable[None]]
+
+_CONDITIONAL = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range"}
+)
+_COALESCE_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    default_ttl: float | None
+    max_ttl: float | None
+    stale_if_error: float
+    query: Literal["keep", "sort", "ignore"]
+    query_allow: frozenset[str]
+    max_object_size: int
+
+
+class _Capture:
+    """A `send` that records the response (and optionally forwards it to the client)."""
+
+    def __init__(self, send: Send | None, limit: int) -> None:
+        self.send = send
+        self.limit = limit
+        self.status = 0
+        self.headers: Headers = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.response_time = 0.0
+        self.decorate: Callable[[int, Headers], Headers] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+            self.response_time = time.time()
+            if self.send is not None:
+                headers = (
+                    self.decorate(self.status, self.headers) if self.decorate else self.headers
+                )
+                message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            self.size += len(body)
+            if self.chunks is not None and self.size <= self.limit:
+                self.chunks.append(body)
+            else:
+                self.chunks = []
+                self.limit = -1
+            self.complete = not message.get("more_body", False)
+        if self.send is not None:
+            await self.send(message)
+
+    @property
+    def body(self) -> bytes | None:
+        return b"".join(self.chunks) if self.complete and self.limit >= 0 else None
+
+
+class CachingAction:
+    """A route action with a shared cache in front of it."""
+
+    def __init__(
+        self, inner: Inner, settings: CacheSettings, store: CacheStore, stats: CacheStats
+    ) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.store = store
+        self.stats = stats
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._refreshing: set[str] = set()
+        self.websocket = getattr(inner, "websocket", None)
+        if self.websocket is None:
+            del self.websocket
+
+    def key(self, scope: Scope, ctx: RequestContext) -> str:
+        path_qs = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            path_qs += b"?" + scope["query_string"]
+        return policy.cache_key(
+            "GET",
+            ctx.scheme,
+            ctx.host,
+            path_qs,
+            query=self.settings.query,
+            allow=self.settings.query_allow,
+        )
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        method = scope["method"]
+        key = self.key(scope, ctx)
+        if method not in ("GET", "HEAD"):
+            capture = _Capture(send, 0)
+            await self.inner(scope, receive, capture, match, path, ctx)
+            if policy.invalidates(method, capture.status):
+                self._invalidate(key, capture.headers, ctx)
+            return
+        request_headers = scope["headers"]
+        entry, evaluation = self._lookup(key, request_headers)
+        decision = evaluation.decision if evaluation is not None else policy.Decision.MISS
+        if entry is not None and evaluation is not None:
+            if decision in (policy.Decision.FRESH, policy.Decision.STALE_OK):
+                self.stats.hits += 1
+                status = policy.cache_status(True, ttl=evaluation.ttl)
+                await self._serve(scope, send, entry, ctx, status, evaluation.age)
+                return
+            if decision is policy.Decision.STALE_OK_WHILE_REVALIDATE:
+                self.stats.stale += 1
+                status = policy.cache_status(True, ttl=evaluation.ttl, detail="revalidating")
+                await self._serve(scope, send, entry, ctx, status, evaluation.age)
+                self._refresh_later(key, scope, match, path, ctx)
+                return
+            if decision in (policy.Decision.STALE_REVALIDATE, policy.Decision.MUST_VALIDATE):
+                await self._validate(key, scope, receive, send, match, path, ctx, entry, evaluation)
+                return
+        if decision is policy.Decision.GATEWAY_TIMEOUT or (
+            entry is None and _only_if_cached(request_headers)
+        ):
+            ctx.status = 504
+            headers = [(b"cache-status", policy.cache_status(False, detail="only-if-cached"))]
+            await send_bytes(send, 504, headers, b"")
+            return
+        fwd = evaluation.fwd if evaluation is not None and evaluation.fwd else "uri-miss"
+        await self._miss(key, scope, receive, send, match, path, ctx, fwd)
+
+    # lookup and serving
+
+    def _lookup(
+        self, key: str, request_headers: Headers
+    ) -> tuple[Entry | None, policy.Evaluation | None]:
+        """The stored variant matching this request and what may be done with it."""
+        for entry in self.store.variants(key):
+            names = policy.vary_names(entry.headers)
+            if names is None or policy.vary_key(names, request_headers) != entry.vary:
+                continue
+            evaluation = policy.evaluate(
+                entry.headers,
+                entry.request_time,
+                entry.response_time,
+                request_headers,
+                time.time(),
+                status=entry.status,
+                default_ttl=self.settings.default_ttl,
+                max_ttl=self.settings.max_ttl,
+                stale_if_error=self.settings.stale_if_error or None,
+            )
+            return entry, evaluation
+        return None, None
+
+    async def _serve(
+        self, scope: Scope, send: Send, entry: Entry, ctx: RequestContext, status: bytes, age: float
+    ) -> None:
+        headers = [(n, v) for n, v in entry.headers if n not in (b"age", b"cache-status")]
+        headers += [(b"age", str(int(age)).encode()), (b"cache-status", status)]
+        if policy.client_not_modified(scope["headers"], entry.headers):
+            ctx.status = 304
+            kept = [
+                (n, v) for n, v in headers if n not in (b"content-length", b"transfer-encoding")
+            ]
+            await send({"type": "http.response.start", "status": 304, "headers": kept})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        ctx.status = entry.status
+        ctx.bytes_sent = len(entry.body)
+        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
+        await send({"type": "http.response.body", "body": entry.body})
+
+    # fetching
+
+    async def _miss(
+        self,
+        key: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        fwd: str,
+    ) -> None:
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            self.stats.coalesced += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiting), _COALESCE_WAIT)
+            entry, evaluation = self._lookup(key, scope["headers"])
+            if (
+                entry is not None
+                and evaluation is not None
+                and evaluation.decision is policy.Decision.FRESH
+            ):
+                self.stats.hits += 1
+                status = policy.cache_status(True, ttl=evaluation.ttl, collapsed=True)
+                await self._serve(scope, send, entry, ctx, status, evaluation.age)
+                return
+        leader = asyncio.get_running_loop().create_future()
+        self._inflight.setdefault(key, leader)
+        self.stats.misses += 1
+        try:
+            await self._fetch(key, scope, receive, send, match, path, ctx, fwd, leader)
+        finally:
+            if self._inflight.get(key) is leader:
+                del self._inflight[key]
+            if not leader.done():
+                leader.set_result(None)
+
+    async def _fetch(
+        self,
+        key: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send | None,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        fwd: str,
+        leader: asyncio.Future[None] | None = None,
+    ) -> _Capture:
+        capture = _Capture(send, self.settings.max_object_size)
+        request_time = time.time()
+        storable = False
+
+        def decorate(status: int, headers: Headers) -> Headers:
+            nonlocal storable
+            storable = scope["method"] == "GET" and policy.response_storable(
+                "GET", status, scope["headers"], headers
+            )
+            if not storable and leader is not None and not leader.done():
+                # Waiters must not wait for a response that will not be stored.
+                leader.set_result(None)
+            detail = policy.cache_status(False, fwd=fwd, stored=storable)
+            return [*headers, (b"cache-status", detail)]
+
+        capture.decorate = decorate
+        await self.inner(scope, receive, capture, match, path, ctx)
+        body = capture.body
+        if storable and body is not None:
+            names = policy.vary_names(capture.headers)
+            if names is not None:
+                entry = Entry(
+                    status=capture.status,
+                    headers=capture.headers,
+                    body=body,
+                    request_time=request_time,
+                    response_time=capture.response_time,
+                    vary=policy.vary_key(names, scope["headers"]),
+                    tags=_tags(capture.headers),
+                )
+                self.store.put(key, entry)
+        return capture
+
+    async def _validate(
+        self,
+        key: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        entry: Entry,
+        evaluation: policy.Evaluation,
+    ) -> None:
+        self.stats.revalidations += 1
+        conditional = [(n, v) for n, v in scope["headers"] if n not in _CONDITIONAL]
+        conditional += policy.conditional_headers(entry.headers)
+        validating = {**scope, "method": "GET", "headers": conditional, DISCONNECT_HOOKS: []}
+        fwd = evaluation.fwd or "stale"
+        try:
+            capture = await self._fetch(key, validating, receive, None, match, path, ctx, fwd)
+        except UpstreamError:
+            if not evaluation.serve_on_error:
+                raise
+            self.stats.stale += 1
+            status = policy.cache_status(True, fwd=fwd, detail="origin-unreachable")
+            await self._serve(scope, send, entry, ctx, status, evaluation.age)
+            return
+        if capture.status == 304:
+            updated = Entry(
+                status=entry.status,
+                headers=policy.updated_headers(entry.headers, capture.headers),
+                body=entry.body,
+                request_time=time.time(),
+                response_time=capture.response_time,
+                vary=entry.vary,
+                tags=entry.tags,
+            )
+            self.store.replace(key, entry, updated)
+            status = policy.cache_status(True, fwd=fwd, fwd_status=304, detail="revalidated")
+            await self._serve(scope, send, updated, ctx, status, 0)
+            return
+        if capture.status >= 500 and evaluation.serve_on_error:
+            self.stats.stale += 1
+            status = policy.cache_status(
+                True, fwd=fwd, fwd_status=capture.status, detail="origin-error"
+            )
+            await self._serve(scope, send, entry, ctx, status, evaluation.age)
+            return
+        # A new response replaced the stored one: send what was captured.
+        assert capture.decorate is not None
+        headers = capture.decorate(capture.status, capture.headers)
+        ctx.status = capture.status
+        body = capture.body or b""
+        await send({"type": "http.response.start", "status": capture.status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": body if scope["method"] == "GET" else b""}
+        )
+
+    def _refresh_later(
+        self, key: str, scope: Scope, match: RouteMatch, path: RequestPath, ctx: RequestContext
+    ) -> None:
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def refresh() -> None:
+            try:
+                quiet = RequestContext(host=ctx.host, client_ip=ctx.client_ip, scheme=ctx.scheme)
+                fresh_scope = {**scope, "method": "GET", DISCONNECT_HOOKS: []}
+                await self._fetch(key, fresh_scope, receive, None, match, path, quiet, "stale")
+            except UpstreamError:
+                pass
+            finally:
+                self._refreshing.discard(key)
+
+        task = asyncio.ensure_future(refresh())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    def _invalidate(self, key: str, headers: Headers, ctx: RequestContext) -> None:
+        self.store.purge(key)
+        for name, value in headers:
+            if name in (b"location", b"content-location") and value.startswith(b"/"):
+                self.store.purge(policy.cache_key("GET", ctx.scheme, ctx.host, value))
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    revalidations: int = 0
+    coalesced: int = 0
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def cache_key_for_url(url: str) -> str:
+    """The cache key of an absolute URL as a client would request it (for purging)."""
+    parts = urlsplit(url)
+    path_qs = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return policy.cache_key("GET", parts.scheme, parts.netloc, path_qs.encode())
+
+
+def _only_if_cached(headers: Headers) -> bool:
+    return policy.parse_cache_control(
+        [v for n, v in headers if n == b"cache-control"]
+    ).only_if_cached
+
+
+def _tags(headers: Headers) -> frozenset[str]:
+    return frozenset(
+        tag.strip()
+        for n, v in headers
+        if n == b"cache-tag"
+        for tag in v.decode("latin-1").split(",")
+        if tag.strip()
+    )

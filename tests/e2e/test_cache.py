@@ -1,0 +1,145 @@
+"""End to end: the response cache in front of a real origin that scripts its headers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Edge, Origin
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "cache-token"
+
+
+@pytest.fixture
+def edge(origin: Origin, edge_factory: Callable[..., Edge]) -> Edge:
+    return edge_factory(
+        f"""
+admin: {{token: {TOKEN}}}
+origins:
+  app: {{targets: ["{origin.url}"]}}
+routes:
+  - match: {{path: /}}
+    proxy: app
+    cache: {{stale_if_error: 60s}}
+  - match: {{path: /nocache}}
+    proxy: app
+"""
+    )
+
+
+def hits(origin: Origin, path: str) -> int:
+    return int(httpx.get(f"{origin.url}/_hits", params={"path": path}).json()["hits"])
+
+
+def fetch(edge: Edge, path: str, *headers: str, **extra: str) -> httpx.Response:
+    params = [("h", h) for h in headers] + list(extra.items())
+    return edge.client().get(path, params=params)
+
+
+def test_fresh_response_is_served_from_cache_with_age(edge: Edge, origin: Origin) -> None:
+    first = fetch(edge, "/script/a", "Cache-Control: max-age=60")
+    assert first.headers["cache-status"].startswith("edgeproxy; fwd=uri-miss")
+    assert "stored" in first.headers["cache-status"]
+    second = fetch(edge, "/script/a", "Cache-Control: max-age=60")
+    assert second.text == first.text
+    assert second.headers["cache-status"].startswith("edgeproxy; hit")
+    assert int(second.headers["age"]) >= 0
+    assert hits(origin, "/script/a") == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Cache-Control: no-store", id="no-store"),
+        pytest.param("Cache-Control: private, max-age=60", id="private"),
+        pytest.param("Set-Cookie: a=b", id="no-freshness-and-a-cookie"),
+    ],
+)
+def test_uncacheable_responses_go_to_the_origin_every_time(
+    edge: Edge, origin: Origin, header: str
+) -> None:
+    path = f"/script/u-{header.split(':')[1].strip().split(',')[0]}"
+    for _ in range(2):
+        fetch(edge, path, header)
+    assert hits(origin, path) == 2
+
+
+def test_no_cache_revalidates_with_etag(edge: Edge, origin: Origin) -> None:
+    headers = ("Cache-Control: no-cache", 'ETag: "v1"')
+    first = fetch(edge, "/script/r", *headers)
+    second = fetch(edge, "/script/r", *headers)
+    assert second.status_code == 200
+    assert second.text == first.text  # the origin answered 304; the stored body was served
+    assert "revalidated" in second.headers["cache-status"]
+    assert hits(origin, "/script/r") == 2
+
+
+def test_client_conditional_gets_304_from_cache(edge: Edge, origin: Origin) -> None:
+    headers = ("Cache-Control: max-age=60", 'ETag: "v2"')
+    fetch(edge, "/script/c", *headers)
+    params = [("h", h) for h in headers]
+    again = edge.client().get("/script/c", params=params, headers={"If-None-Match": '"v2"'})
+    assert again.status_code == 304
+    assert hits(origin, "/script/c") == 1
+
+
+def test_vary_keeps_variants_apart(edge: Edge, origin: Origin) -> None:
+    headers = [("h", "Cache-Control: max-age=60"), ("h", "Vary: Accept-Language")]
+    client = edge.client()
+    en = client.get("/script/v", params=headers, headers={"Accept-Language": "en"})
+    de = client.get("/script/v", params=headers, headers={"Accept-Language": "de"})
+    en_again = client.get("/script/v", params=headers, headers={"Accept-Language": "en"})
+    assert en.text != de.text
+    assert en_again.text == en.text
+    assert hits(origin, "/script/v") == 2
+
+
+def test_unsafe_method_invalidates(edge: Edge, origin: Origin) -> None:
+    fetch(edge, "/script/p", "Cache-Control: max-age=60")
+    edge.client().post("/script/p", params=[("h", "Cache-Control: max-age=60")])
+    fetch(edge, "/script/p", "Cache-Control: max-age=60")
+    assert hits(origin, "/script/p") == 3
+
+
+def test_stale_if_error_serves_stale_when_origin_is_down(edge: Edge, origin: Origin) -> None:
+    first = fetch(edge, "/script/s", "Cache-Control: max-age=1")
+    time.sleep(1.5)
+    origin.stop()
+    stale = fetch(edge, "/script/s", "Cache-Control: max-age=1")
+    assert stale.status_code == 200
+    assert stale.text == first.text
+    assert "fwd=stale" in stale.headers["cache-status"]
+
+
+def test_concurrent_misses_are_coalesced(edge: Edge, origin: Origin) -> None:
+    params = [("h", "Cache-Control: max-age=60"), ("delay", "0.5")]
+
+    def one(_: int) -> str:
+        return httpx.get(f"{edge.url}/script/co", params=params, timeout=30).text
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        bodies = list(pool.map(one, range(50)))
+    assert len(set(bodies)) == 1
+    assert hits(origin, "/script/co") == 1
+
+
+def test_purge_by_url(edge: Edge, origin: Origin) -> None:
+    fetch(edge, "/script/x", "Cache-Control: max-age=60")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{edge.url}/script/x"
+    purged = edge.client().post("/_edge/api/cache/purge", json={"prefix": url}, headers=auth)
+    assert purged.status_code == 200
+    assert purged.json()["purged"] >= 1
+    fetch(edge, "/script/x", "Cache-Control: max-age=60")
+    assert hits(origin, "/script/x") == 2
+
+
+def test_uncached_route_has_no_cache_status(edge: Edge) -> None:
+    response = edge.client().get("/nocache/script/n")
+    assert "cache-status" not in response.headers
