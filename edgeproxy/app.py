@@ -60,7 +60,8 @@ class EdgeApp:
         self._session: aiohttp.ClientSession | None = None
         self.client = UpstreamClient()
         self.cache = CacheStore(256 * 1024 * 1024)
-        self.cache_stats = CacheStats()
+        self.cache_stats = CacheStats(self.cache)
+        self.metrics.registry.register(self.cache_stats)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._health: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}

@@ -9,6 +9,7 @@
     edgeproxy rollback    DEPLOY_ID --site S
     edgeproxy alias       ALIAS [DEPLOY_ID] --site S [--delete]
     edgeproxy logs        DEPLOY_ID --site S
+    edgeproxy purge       URL | --prefix URL | --tag TAG | --all
 
 The commands after `routes` talk to a running gateway (`--server`, `--token`). `git-hook`
 and `build` are run by git and by the deploy hook, not by people.
@@ -187,6 +188,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _admin_call(args, work)
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    if args.url:
+        body: dict[str, object] = {"url": args.url}
+    elif args.prefix:
+        body = {"prefix": args.prefix}
+    elif args.tag:
+        body = {"tag": args.tag}
+    else:
+        body = {"all": True}
+
+    def work(client: AdminClient) -> int:
+        purged = client.call("POST", "/cache/purge", json=body)["purged"]
+        print(f"purged {purged} stored response(s)")
+        return 0
+
+    return _admin_call(args, work)
+
+
 def cmd_alias(args: argparse.Namespace) -> int:
     def work(client: AdminClient) -> int:
         path = f"/sites/{args.site}/aliases/{args.alias}"
@@ -304,6 +323,15 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--site", required=True)
     _admin_options(logs)
     logs.set_defaults(func=cmd_logs)
+
+    purge = commands.add_parser("purge", help="drop cached responses")
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("url", nargs="?", help="one URL, e.g. http://example.com/a?b=1")
+    which.add_argument("--prefix", help="every URL starting with this")
+    which.add_argument("--tag", help="every response whose Cache-Tag names this tag")
+    which.add_argument("--all", action="store_true", help="everything")
+    _admin_options(purge)
+    purge.set_defaults(func=cmd_purge)
 
     # Not listed in --help (no help=): run by the server, not by people.
     hook = commands.add_parser("git-hook")

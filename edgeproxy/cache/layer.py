@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from edgeproxy.cache import policy
 from edgeproxy.cache.store import CacheStore, Entry
@@ -370,13 +373,37 @@ class CachingAction:
                 self.store.purge(policy.cache_key("GET", ctx.scheme, ctx.host, value))
 
 
-@dataclass
-class CacheStats:
+@dataclass(eq=False)  # hashable: the Prometheus registry keys collectors by identity
+class CacheStats(Collector):
+    """Cache counters, exported as Prometheus series when scraped."""
+
+    store: CacheStore
     hits: int = 0
     misses: int = 0
     stale: int = 0
     revalidations: int = 0
     coalesced: int = 0
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            "hits": (self.hits, "Requests answered from the cache."),
+            "misses": (self.misses, "Requests the cache forwarded for lack of a stored response."),
+            "stale": (
+                self.stale,
+                "Stale responses served (while revalidating or on origin error).",
+            ),
+            "revalidations": (self.revalidations, "Conditional requests sent to validate."),
+            "coalesced": (self.coalesced, "Requests that waited for another's identical miss."),
+            "evictions": (self.store.evictions, "Stored responses evicted to stay in bounds."),
+        }
+        for name, (value, text) in counters.items():
+            yield CounterMetricFamily(f"edgeproxy_cache_{name}", text, value=value)
+        yield GaugeMetricFamily(
+            "edgeproxy_cache_bytes", "Bytes held by stored responses.", value=self.store.bytes
+        )
+        yield GaugeMetricFamily(
+            "edgeproxy_cache_entries", "Stored responses.", value=len(self.store)
+        )
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()

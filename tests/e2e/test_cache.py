@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Edge, Origin
+from tests.e2e.conftest import ROOT, Edge, Origin
 
 pytestmark = pytest.mark.e2e
 
@@ -143,3 +145,32 @@ def test_purge_by_url(edge: Edge, origin: Origin) -> None:
 def test_uncached_route_has_no_cache_status(edge: Edge) -> None:
     response = edge.client().get("/nocache/script/n")
     assert "cache-status" not in response.headers
+
+
+def test_cache_metrics(edge: Edge) -> None:
+    fetch(edge, "/script/m", "Cache-Control: max-age=60")
+    fetch(edge, "/script/m", "Cache-Control: max-age=60")
+    metrics = edge.client().get("/_edge/metrics").text
+    assert "edgeproxy_cache_hits_total 1.0" in metrics
+    assert "edgeproxy_cache_misses_total 1.0" in metrics
+    assert "edgeproxy_cache_entries 1.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        pytest.param(["--tag", "blue"], ["/script/t2"], id="by-tag"),
+        pytest.param(["--all"], [], id="everything"),
+    ],
+)
+def test_purge_cli(edge: Edge, origin: Origin, args: list[str], kept: list[str]) -> None:
+    fetch(edge, "/script/t1", "Cache-Control: max-age=60", "Cache-Tag: blue, red")
+    fetch(edge, "/script/t2", "Cache-Control: max-age=60", "Cache-Tag: green")
+    command = [sys.executable, "-m", "edgeproxy", "purge", *args]
+    command += ["--server", edge.url, "--token", TOKEN]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "purged" in result.stdout
+    for path, tag in (("/script/t1", "Cache-Tag: blue, red"), ("/script/t2", "Cache-Tag: green")):
+        fetch(edge, path, "Cache-Control: max-age=60", tag)
+        assert hits(origin, path) == (1 if path in kept else 2)
