@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import logging
@@ -18,7 +19,7 @@ import aiohttp
 
 from edgeproxy.accesslog import AccessLog
 from edgeproxy.admin.api import AdminAPI
-from edgeproxy.cache.layer import CacheStats
+from edgeproxy.cache.layer import CacheStats, site_tag
 from edgeproxy.cache.store import CacheStore
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
@@ -145,6 +146,7 @@ class EdgeApp:
         self._tasks.append(
             asyncio.create_task(watch_config(self.config_path, self.reload, self._stop))
         )
+        self._tasks.append(asyncio.create_task(self._purge_on_publish()))
         if threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         logging.getLogger("uvicorn.error").addFilter(AbortedResponseFilter())
@@ -188,6 +190,18 @@ class EdgeApp:
         self.metrics.reloads.labels("ok").inc()
         logger.info("config reloaded: version %d", self.runtime.version)
         return True
+
+    async def _purge_on_publish(self) -> None:
+        """Drop a site's cached pages when it publishes (uploads, git builds, rollbacks)."""
+        hosting = self._hosting()
+        hosting.published_sites()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+            for site in hosting.published_sites():
+                purged = self.cache.purge_tag(site_tag(site))
+                if purged:
+                    logger.info("site %s published: purged %d cached responses", site, purged)
 
     async def _proxy_to_url(
         self, scope: Scope, receive: Receive, send: Send, url: str, ctx: RequestContext

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from edgeproxy.actions import ACTIONS, BuildContext
-from edgeproxy.cache.layer import CacheSettings, CacheStats, CachingAction
+from edgeproxy.cache.layer import CacheSettings, CacheStats, CachingAction, site_tag
 from edgeproxy.cache.store import CacheStore
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.proxy.client import UpstreamClient
@@ -71,7 +71,9 @@ def build_runtime(
                 query_allow=frozenset(cache.query_allow),
                 max_object_size=cache.max_object_size,
             )
-            action = CachingAction(action, settings, cache_store, cache_stats)
+            # A site's cached pages are purged when the site publishes (app.py).
+            tags = frozenset({site_tag(route.config.site)} if route.config.site else ())
+            action = CachingAction(action, settings, cache_store, cache_stats, tags)
         route.payload = action
     return Runtime(
         config=config,

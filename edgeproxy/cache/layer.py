@@ -89,8 +89,14 @@ class CachingAction:
     """A route action with a shared cache in front of it."""
 
     def __init__(
-        self, inner: Inner, settings: CacheSettings, store: CacheStore, stats: CacheStats
+        self,
+        inner: Inner,
+        settings: CacheSettings,
+        store: CacheStore,
+        stats: CacheStats,
+        tags: frozenset[str] = frozenset(),
     ) -> None:
+        self.tags = tags
         self.inner = inner
         self.settings = settings
         self.store = store
@@ -280,7 +286,7 @@ class CachingAction:
                     request_time=request_time,
                     response_time=capture.response_time,
                     vary=policy.vary_key(names, scope["headers"]),
-                    tags=_tags(capture.headers),
+                    tags=_tags(capture.headers) | self.tags,
                 )
                 self.store.put(key, entry)
         return capture
@@ -407,6 +413,11 @@ class CacheStats(Collector):
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def site_tag(site: str) -> str:
+    """The tag of every cached response a site served, purged when the site publishes."""
+    return f"site:{site}"
 
 
 def cache_key_for_url(url: str) -> str:

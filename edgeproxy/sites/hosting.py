@@ -95,6 +95,7 @@ class SiteHosting:
         self._hosts: dict[str, str] = {}
         self._preview_domains: dict[str, list[str]] = {}
         self._loaded: OrderedDict[str, LiveDeployment] = OrderedDict()
+        self._seen_aliases: dict[str, int] = {}
 
     def configure(self, sites: Mapping[str, Site]) -> None:
         """Adopt the `sites:` section (at start and on every reload)."""
@@ -249,6 +250,19 @@ class SiteHosting:
             b"this preview needs a token: ?edge_token=... or Authorization: Bearer ...\n",
         )
         return False
+
+    def published_sites(self) -> list[str]:
+        """Sites whose aliases changed since the last call (any process may publish)."""
+        changed = []
+        for name, store in self.stores.items():
+            try:
+                mtime = store.aliases_path.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = 0
+            if self._seen_aliases.get(name, mtime) != mtime:
+                changed.append(name)
+            self._seen_aliases[name] = mtime
+        return changed
 
     # publishing
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -174,3 +175,32 @@ def test_purge_cli(edge: Edge, origin: Origin, args: list[str], kept: list[str])
     for path, tag in (("/script/t1", "Cache-Tag: blue, red"), ("/script/t2", "Cache-Tag: green")):
         fetch(edge, path, "Cache-Control: max-age=60", tag)
         assert hits(origin, path) == (1 if path in kept else 2)
+
+
+def test_publishing_a_site_purges_its_cached_pages(
+    edge_factory: Callable[..., Edge], tmp_path: Path
+) -> None:
+    def site(version: str) -> Path:
+        root = tmp_path / version
+        root.mkdir()
+        (root / "index.html").write_text(version)
+        (root / "_headers").write_text("/*\n  Cache-Control: public, max-age=600\n")
+        return root
+
+    edge = edge_factory(
+        f"admin: {{token: {TOKEN}}}\n"
+        f"sites:\n  s: {{source: {site('v1')}}}\n"
+        "routes:\n  - match: {path: /}\n    site: s\n    cache: {}\n"
+    )
+    client = edge.client()
+    assert client.get("/").text == "v1"
+    cached = client.get("/")
+    assert cached.headers["cache-status"].startswith("edgeproxy; hit")
+    command = [sys.executable, "-m", "edgeproxy", "deploy", str(site("v2")), "--site", "s"]
+    command += ["--server", edge.url, "--token", TOKEN]
+    assert subprocess.run(command, capture_output=True, timeout=60, cwd=ROOT).returncode == 0
+    for _ in range(50):
+        if client.get("/").text == "v2":
+            break
+        time.sleep(0.1)
+    assert client.get("/").text == "v2"
