@@ -147,6 +147,25 @@ def proxy(bench: Bench) -> Iterator[str]:
         yield base + "/1k"
 
 
+CACHE_RULES = """\
+server:
+  access_log: false
+origins:
+  nginx:
+    targets: ["{origin}"]
+routes:
+  - match: {{path: /}}
+    proxy: nginx
+    cache: {{}}
+"""
+
+
+@scenario("cache-hit", "edgeproxy answering a 1 KiB response from its cache")
+def cache_hit(bench: Bench) -> Iterator[str]:
+    with bench.edgeproxy("cache-hit", CACHE_RULES) as base:
+        yield base + "/cached-1k"
+
+
 STATIC_RULES = """\
 server:
   access_log: false
@@ -190,4 +209,5 @@ DEFAULT = [
     "proxy",
     "static-1k",
     "static-100k",
+    "cache-hit",
 ]

@@ -157,6 +157,11 @@ http {{
             default_type text/plain;
             return 200 "hello, world\\n";
         }}
+        location = /cached-1k {{
+            default_type text/plain;
+            add_header Cache-Control "public, max-age=3600";
+            alias {dir}/www/1k;
+        }}
         location / {{
             default_type text/plain;
         }}

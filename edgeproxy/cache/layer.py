@@ -32,6 +32,7 @@ _CONDITIONAL = frozenset(
     {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range"}
 )
 _COALESCE_WAIT = 10.0
+_REQUEST_DIRECTIVES = frozenset({b"cache-control", b"pragma"})
 
 
 @dataclass(frozen=True)
@@ -171,16 +172,24 @@ class CachingAction:
         self, key: str, request_headers: Headers
     ) -> tuple[Entry | None, policy.Evaluation | None]:
         """The stored variant matching this request and what may be done with it."""
+        now = time.time()
         for entry in self.store.variants(key):
-            names = policy.vary_names(entry.headers)
-            if names is None or policy.vary_key(names, request_headers) != entry.vary:
+            names = entry.vary_names
+            if names is None or (names and policy.vary_key(names, request_headers) != entry.vary):
                 continue
+            if entry.plain and not any(n in _REQUEST_DIRECTIVES for n, _ in request_headers):
+                # The common case, without re-parsing anything: RFC 9111 §4.2 freshness.
+                age = entry.initial_age + (now - entry.response_time)
+                if age < entry.lifetime:
+                    return entry, policy.Evaluation(
+                        policy.Decision.FRESH, age=age, ttl=entry.lifetime - age
+                    )
             evaluation = policy.evaluate(
                 entry.headers,
                 entry.request_time,
                 entry.response_time,
                 request_headers,
-                time.time(),
+                now,
                 status=entry.status,
                 default_ttl=self.settings.default_ttl,
                 max_ttl=self.settings.max_ttl,
@@ -279,7 +288,7 @@ class CachingAction:
         if storable and body is not None:
             names = policy.vary_names(capture.headers)
             if names is not None:
-                entry = Entry(
+                entry = self._entry(
                     status=capture.status,
                     headers=capture.headers,
                     body=body,
@@ -318,7 +327,7 @@ class CachingAction:
             await self._serve(scope, send, entry, ctx, status, evaluation.age)
             return
         if capture.status == 304:
-            updated = Entry(
+            updated = self._entry(
                 status=entry.status,
                 headers=policy.updated_headers(entry.headers, capture.headers),
                 body=entry.body,
@@ -346,6 +355,38 @@ class CachingAction:
         await send({"type": "http.response.start", "status": capture.status, "headers": headers})
         await send(
             {"type": "http.response.body", "body": body if scope["method"] == "GET" else b""}
+        )
+
+    def _entry(
+        self,
+        *,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        request_time: float,
+        response_time: float,
+        vary: tuple[tuple[str, str], ...],
+        tags: frozenset[str],
+    ) -> Entry:
+        directives, _ = policy.response_directives(headers)
+        return Entry(
+            status=status,
+            headers=headers,
+            body=body,
+            request_time=request_time,
+            response_time=response_time,
+            vary=vary,
+            tags=tags,
+            vary_names=policy.vary_names(headers),
+            lifetime=policy.freshness_lifetime(
+                headers,
+                response_time,
+                status=status,
+                default_ttl=self.settings.default_ttl,
+                max_ttl=self.settings.max_ttl,
+            ),
+            initial_age=policy.current_age(headers, request_time, response_time, response_time),
+            plain=not directives.no_cache,
         )
 
     def _refresh_later(

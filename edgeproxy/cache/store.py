@@ -26,6 +26,14 @@ class Entry:
     response_time: float
     vary: tuple[tuple[str, str], ...]
     tags: frozenset[str] = frozenset()
+    # Facts about the stored response that do not change while it is stored, worked out
+    # once by the cache layer so a hit does not re-parse headers: the Vary field names, the
+    # freshness lifetime, the age it had on arrival, and whether a plain request may use it
+    # while fresh without validation (no `no-cache`).
+    vary_names: tuple[str, ...] | None = ()
+    lifetime: float = 0.0
+    initial_age: float = 0.0
+    plain: bool = False
     size: int = field(default=0)
 
     def __post_init__(self) -> None:
