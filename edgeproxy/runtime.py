@@ -70,6 +70,9 @@ def build_runtime(
                 query=cache.query,
                 query_allow=frozenset(cache.query_allow),
                 max_object_size=cache.max_object_size,
+                cdn_header=cache.cdn_cache_control.lower().encode()
+                if cache.cdn_cache_control
+                else None,
             )
             # A site's cached pages are purged when the site publishes (app.py).
             tags = frozenset({site_tag(route.config.site)} if route.config.site else ())

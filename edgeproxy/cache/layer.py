@@ -43,6 +43,7 @@ class CacheSettings:
     query: Literal["keep", "sort", "ignore"]
     query_allow: frozenset[str]
     max_object_size: int
+    cdn_header: bytes | None = b"cdn-cache-control"
 
 
 class _Capture:
@@ -64,11 +65,10 @@ class _Capture:
             self.status = message["status"]
             self.headers = list(message.get("headers", []))
             self.response_time = time.time()
-            if self.send is not None:
-                headers = (
-                    self.decorate(self.status, self.headers) if self.decorate else self.headers
-                )
-                message = {**message, "headers": headers}
+            # Always decorate: it also decides whether the response will be stored, which a
+            # background refresh or a validation (no client to send to) needs as well.
+            headers = self.decorate(self.status, self.headers) if self.decorate else self.headers
+            message = {**message, "headers": headers}
         elif message["type"] == "http.response.body":
             body = message.get("body", b"")
             self.size += len(body)
@@ -191,6 +191,7 @@ class CachingAction:
                 request_headers,
                 now,
                 status=entry.status,
+                cdn_header=self.settings.cdn_header,
                 default_ttl=self.settings.default_ttl,
                 max_ttl=self.settings.max_ttl,
                 stale_if_error=self.settings.stale_if_error or None,
@@ -274,7 +275,7 @@ class CachingAction:
         def decorate(status: int, headers: Headers) -> Headers:
             nonlocal storable
             storable = scope["method"] == "GET" and policy.response_storable(
-                "GET", status, scope["headers"], headers
+                "GET", status, scope["headers"], headers, cdn_header=self.settings.cdn_header
             )
             if not storable and leader is not None and not leader.done():
                 # Waiters must not wait for a response that will not be stored.
@@ -368,7 +369,7 @@ class CachingAction:
         vary: tuple[tuple[str, str], ...],
         tags: frozenset[str],
     ) -> Entry:
-        directives, _ = policy.response_directives(headers)
+        directives, _ = policy.response_directives(headers, cdn_header=self.settings.cdn_header)
         return Entry(
             status=status,
             headers=headers,
@@ -382,6 +383,7 @@ class CachingAction:
                 headers,
                 response_time,
                 status=status,
+                cdn_header=self.settings.cdn_header,
                 default_ttl=self.settings.default_ttl,
                 max_ttl=self.settings.max_ttl,
             ),
@@ -414,9 +416,15 @@ class CachingAction:
         task.add_done_callback(_BACKGROUND.discard)
 
     def _invalidate(self, key: str, headers: Headers, ctx: RequestContext) -> None:
+        """RFC 9111 §4.4: the target URI, and Location / Content-Location on the same origin."""
         self.store.purge(key)
+        origin = f"{ctx.scheme}://{ctx.host}".encode("latin-1").lower()
         for name, value in headers:
-            if name in (b"location", b"content-location") and value.startswith(b"/"):
+            if name not in (b"location", b"content-location"):
+                continue
+            if value.lower().startswith(origin + b"/"):
+                value = value[len(origin) :]
+            if value.startswith(b"/") and not value.startswith(b"//"):
                 self.store.purge(policy.cache_key("GET", ctx.scheme, ctx.host, value))
 
 

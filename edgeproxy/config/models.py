@@ -392,6 +392,10 @@ class RouteCache(Model):
     max_object_size: ByteSize = Field(
         10 * MiB, description="Larger responses stream through without being stored."
     )
+    cdn_cache_control: str | None = Field(
+        "CDN-Cache-Control",
+        description="Targeted field (RFC 9213) that overrides Cache-Control here; null: none.",
+    )
 
 
 class CacheConfig(Model):

@@ -204,3 +204,56 @@ def test_publishing_a_site_purges_its_cached_pages(
             break
         time.sleep(0.1)
     assert client.get("/").text == "v2"
+
+
+def test_head_is_answered_from_a_stored_get(edge: Edge, origin: Origin) -> None:
+    fetch(edge, "/script/h", "Cache-Control: max-age=60")
+    params = [("h", "Cache-Control: max-age=60")]
+    head = edge.client().head("/script/h", params=params)
+    assert head.status_code == 200
+    assert head.headers["cache-status"].startswith("edgeproxy; hit")
+    assert hits(origin, "/script/h") == 1
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_once(edge: Edge, origin: Origin) -> None:
+    # max-age=2: Date has whole seconds, so a response may arrive up to 1 s old already.
+    headers = ("Cache-Control: max-age=2, stale-while-revalidate=60",)
+    first = fetch(edge, "/script/w", *headers)
+    time.sleep(3)
+    stale = [fetch(edge, "/script/w", *headers) for _ in range(3)]
+    assert stale[0].text == first.text
+    assert "revalidating" in stale[0].headers["cache-status"]
+    for _ in range(50):
+        if hits(origin, "/script/w") == 2:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert hits(origin, "/script/w") == 2  # one background refresh, not one per request
+    assert fetch(edge, "/script/w", *headers).text != first.text
+
+
+def test_large_bodies_stream_through_unstored(
+    origin: Origin, edge_factory: Callable[..., Edge]
+) -> None:
+    edge = edge_factory(
+        f"""
+origins:
+  app: {{targets: ["{origin.url}"]}}
+routes:
+  - match: {{path: /}}
+    proxy: app
+    cache: {{max_object_size: 8}}
+"""
+    )
+    for _ in range(2):
+        response = fetch(edge, "/script/big", "Cache-Control: max-age=60")
+        assert response.status_code == 200
+    assert hits(origin, "/script/big") == 2
+
+
+def test_cdn_cache_control_overrides_cache_control(edge: Edge, origin: Origin) -> None:
+    headers = ("Cache-Control: no-store", "CDN-Cache-Control: max-age=60")
+    fetch(edge, "/script/cdn", *headers)
+    second = fetch(edge, "/script/cdn", *headers)
+    assert second.headers["cache-status"].startswith("edgeproxy; hit")
+    assert hits(origin, "/script/cdn") == 1
