@@ -386,17 +386,13 @@ class AdminAPI:
         await process.wait()
 
     async def rollback(self, request: Request) -> Response:
-        site = self._site(request)
-        data = await self._json(request)
-        hosting = self.hosting()
-        wanted = data.get("deploy_id")
-        deploy_id = hosting.stores[site].resolve(wanted) if isinstance(wanted, str) else None
-        if deploy_id is None:
-            raise StoreError(f"no deployment {wanted!r} of site {site!r}", 404)
-        aliases = hosting.set_alias(site, PRODUCTION, deploy_id)
-        return JSONResponse({"site": site, "aliases": aliases})
+        return await self._point(request, PRODUCTION)
 
     async def set_alias(self, request: Request) -> Response:
+        return await self._point(request, request.path_params["alias"])
+
+    async def _point(self, request: Request, alias: str) -> Response:
+        """Point `alias` at the body's `deploy_id` (full or short ID)."""
         site = self._site(request)
         data = await self._json(request)
         hosting = self.hosting()
@@ -404,7 +400,7 @@ class AdminAPI:
         deploy_id = hosting.stores[site].resolve(wanted) if isinstance(wanted, str) else None
         if deploy_id is None:
             raise StoreError(f"no deployment {wanted!r} of site {site!r}", 404)
-        aliases = hosting.set_alias(site, request.path_params["alias"], deploy_id)
+        aliases = hosting.set_alias(site, alias, deploy_id)
         return JSONResponse({"site": site, "aliases": aliases})
 
     async def delete_alias(self, request: Request) -> Response:
