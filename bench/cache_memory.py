@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeproxy.cache import policy
+from edgeproxy.cache import dates, policy
 from edgeproxy.cache.layer import CacheSettings, CacheStats, CachingAction
 from edgeproxy.cache.store import CacheStore
 
@@ -40,7 +40,7 @@ def main() -> int:
         now = time.time()
         headers = [
             (b"server", b"nginx/1.22.1"),
-            (b"date", policy.format_http_date(now)),
+            (b"date", dates.format_http_date(now)),
             (b"content-type", b"text/plain"),
             (b"content-length", b"1024"),
             (b"last-modified", b"Sat, 28 Nov 2026 17:00:00 GMT"),

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from edgeproxy.cache import policy
+from edgeproxy.cache.directives import parse_cache_control, response_directives
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import UpstreamError
@@ -369,7 +370,7 @@ class CachingAction:
         vary: tuple[tuple[str, str], ...],
         tags: frozenset[str],
     ) -> Entry:
-        directives, _ = policy.response_directives(headers, cdn_header=self.settings.cdn_header)
+        directives, _ = response_directives(headers, cdn_header=self.settings.cdn_header)
         return Entry(
             status=status,
             headers=headers,
@@ -477,9 +478,7 @@ def cache_key_for_url(url: str) -> str:
 
 
 def _only_if_cached(headers: Headers) -> bool:
-    return policy.parse_cache_control(
-        [v for n, v in headers if n == b"cache-control"]
-    ).only_if_cached
+    return parse_cache_control([v for n, v in headers if n == b"cache-control"]).only_if_cached
 
 
 def _tags(headers: Headers) -> frozenset[str]:
