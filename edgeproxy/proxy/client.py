@@ -93,6 +93,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             # A 101 to a request that asked for no upgrade: nothing to relay it to.
             self._fail(UpstreamProtocolError(f"{self.where} switched protocols unasked"))
+        except httptools.HttpParserCallbackError as exc:
+            # A callback refused the message (see on_headers_complete): say why.
+            cause = exc.__context__ if isinstance(exc.__context__, UpstreamProtocolError) else None
+            self._fail(cause or UpstreamProtocolError(f"{self.where} sent invalid HTTP: {exc}"))
         except httptools.HttpParserError as exc:
             if not self.complete:
                 self._fail(UpstreamProtocolError(f"{self.where} sent invalid HTTP: {exc}"))
@@ -116,6 +120,9 @@ class _Connection(asyncio.Protocol):
             # Interim responses (103 Early Hints) are not relayed; wait for the final one.
             self.headers = []
             return
+        if status > 599:
+            # RFC 9110 §15: three digits, but only 1xx-5xx mean anything; nothing to relay.
+            raise UpstreamProtocolError(f"{self.where} answered with status {status}")
         self.status = status
         self.head_ready = True
         if self.head_only or status in (204, 304):

@@ -162,6 +162,11 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
             connection.append(value)
     if connection:
         out = _without_connection_tokens(out, connection)
+    lengths = [value for name, value in out if name == b"content-length"]
+    if len(lengths) > 1:
+        # Our client framed the body by the first; relaying several (or differing) values
+        # would let the client frame it differently (RFC 9112 §6.3). Re-frame instead.
+        out = [(name, value) for name, value in out if name != b"content-length"]
     via.append(VIA)
     out.append((b"via", b", ".join(via)))
     return out
