@@ -35,6 +35,7 @@ from edgeproxy.routing.paths import parse_path
 from edgeproxy.routing.table import CompiledRoute, RouteTable
 
 DEFAULT_CONFIG = "rules.yaml"
+LISTEN_ENV = "EDGEPROXY_LISTEN"
 
 
 def _load(path: str) -> RulesConfig | None:
@@ -59,6 +60,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     os.environ[app.CONFIG_ENV] = os.path.abspath(args.config)
+    if args.host or args.port is not None:
+        # The address actually served, for configs that point at themselves with
+        # ${EDGEPROXY_LISTEN} (the shipped rules.yaml does).
+        os.environ[LISTEN_ENV] = f"{host}:{port}"
     if args.state_dir:
         os.environ[app.STATE_DIR_ENV] = os.path.abspath(args.state_dir)
     logging.basicConfig(

@@ -43,3 +43,12 @@ def test_shipped_rules_serve_the_documented_urls(
     assert redirect.status_code == 301
     assert redirect.headers["location"] == "/docs/routing"
     assert client.get("/docs/routing").status_code == 200
+
+
+def test_port_option_keeps_the_self_proxy_working(
+    edge_factory: Callable[..., Edge], tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / "sites", tmp_path / "sites")
+    # No EDGEPROXY_LISTEN in the environment: --port alone must be enough.
+    edge = edge_factory((ROOT / "rules.yaml").read_text(), env={"EDGEPROXY_LISTEN": ""})
+    assert edge.client().get("/edge/health").json() == {"status": "ok"}
