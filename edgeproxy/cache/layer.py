@@ -275,8 +275,12 @@ class CachingAction:
 
         def decorate(status: int, headers: Headers) -> Headers:
             nonlocal storable
-            storable = scope["method"] == "GET" and policy.response_storable(
-                "GET", status, scope["headers"], headers, cdn_header=self.settings.cdn_header
+            storable = (
+                scope["method"] == "GET"
+                and policy.response_storable(
+                    "GET", status, scope["headers"], headers, cdn_header=self.settings.cdn_header
+                )
+                and self._cookie_safe(headers)
             )
             if not storable and leader is not None and not leader.done():
                 # Waiters must not wait for a response that will not be stored.
@@ -358,6 +362,18 @@ class CachingAction:
         await send(
             {"type": "http.response.body", "body": body if scope["method"] == "GET" else b""}
         )
+
+    def _cookie_safe(self, headers: Headers) -> bool:
+        """A `Set-Cookie` response is stored only when the origin says so explicitly.
+
+        RFC 9111 lets a shared cache store it, but replaying one visitor's cookie (a
+        session) to every later visitor is the classic cache leak; like Varnish, store it
+        only with `public` or `s-maxage`.
+        """
+        if not any(name == b"set-cookie" for name, _ in headers):
+            return True
+        directives, _ = response_directives(headers, cdn_header=self.settings.cdn_header)
+        return directives.public or directives.s_maxage is not None
 
     def _entry(
         self,

@@ -300,6 +300,21 @@ async def relay(
     await send({"type": "http.response.body", "body": chunk, "more_body": False})
 
 
+def _without_credentials(headers: Headers) -> Headers:
+    """The client's headers minus what authenticates it to us (a third party gets none)."""
+    kept: Headers = []
+    for name, value in headers:
+        if name == b"authorization":
+            continue
+        if name == b"cookie":
+            crumbs = [c for c in value.split(b";") if not c.strip().startswith(b"edge_preview=")]
+            if not crumbs:
+                continue
+            value = b";".join(crumbs).strip()
+        kept.append((name, value))
+    return kept
+
+
 async def forward_to_url(
     client: UpstreamClient,
     scope: Scope,
@@ -323,7 +338,7 @@ async def forward_to_url(
     body = RequestBody(receive, max_body_size) if has_body(scope, length) else None
     peer = scope["client"][0] if scope.get("client") else ""
     headers = upstream_request_headers(
-        scope["headers"],
+        _without_credentials(scope["headers"]),
         peer_trusted=False,
         peer=peer,
         scheme=ctx.scheme,

@@ -184,8 +184,12 @@ def _without_connection_tokens(headers: Headers, values: list[bytes], keep: byte
 RelocateFn = Callable[[bytes], bytes]
 
 _DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "via", "location"
+# Origins that map headers CGI-style read `X_Forwarded_For` as X-Forwarded-For; such
+# lookalikes are dropped outright (nginx drops every underscored header by default).
+_LOOKALIKES = {name.replace(b"-", b"_") for name in _FORWARDED | {b"x-real-ip"}}
 _REQUEST_SPECIAL = {
     **dict.fromkeys(_REQUEST_DROP, _DROP_KIND),
+    **dict.fromkeys(_LOOKALIKES, _DROP_KIND),
     **dict.fromkeys(_FORWARDED, _FORWARDED_KIND),
     b"via": _VIA_KIND,
 }

@@ -441,8 +441,14 @@ def run_fetched_build(
         _git(["fetch", "--no-tags", builder.site.repo_url, f"+{ref}:{incoming}"], git_env)
         try:
             fetched = _git(["rev-parse", "--verify", incoming], git_env).strip()
-            if not commit or _ref_value(f"{commit}^{{commit}}", git_env) == ZERO_SHA:
-                commit = fetched
+            if commit and commit != fetched:
+                # A replayed (old, still validly signed) delivery must not roll a branch
+                # back: only the ref's current tip in repo_url is built.
+                raise BuildFailed(
+                    f"the event's commit {commit[:10]} is not the tip of {ref} in repo_url "
+                    f"({fetched[:10]}); a stale or replayed delivery is not built"
+                )
+            commit = fetched
             write_build_status(state_dir, name, build_id, commit=commit)
             with builder.branch_lock(branch):
                 deployment = builder.build(branch, commit, git_env)

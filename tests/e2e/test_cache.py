@@ -62,15 +62,23 @@ def test_fresh_response_is_served_from_cache_with_age(edge: Edge, origin: Origin
         pytest.param("Cache-Control: no-store", id="no-store"),
         pytest.param("Cache-Control: private, max-age=60", id="private"),
         pytest.param("Set-Cookie: a=b", id="no-freshness-and-a-cookie"),
+        pytest.param("Set-Cookie: session=s1", id="cookie-not-replayed-to-others"),
     ],
 )
 def test_uncacheable_responses_go_to_the_origin_every_time(
     edge: Edge, origin: Origin, header: str
 ) -> None:
-    path = f"/script/u-{header.split(':')[1].strip().split(',')[0]}"
+    path = f"/script/u-{header.split(':')[1].strip().split(',')[0].replace('=', '')}"
+    fresh = "Cache-Control: max-age=60" if header.startswith("Set-Cookie: session") else ""
     for _ in range(2):
-        fetch(edge, path, header)
+        fetch(edge, path, header, *([fresh] if fresh else []))
     assert hits(origin, path) == 2
+
+
+def test_cookie_response_stored_when_origin_says_public(edge: Edge, origin: Origin) -> None:
+    for _ in range(2):
+        fetch(edge, "/script/pub", "Set-Cookie: theme=dark", "Cache-Control: public, max-age=60")
+    assert hits(origin, "/script/pub") == 1
 
 
 def test_no_cache_revalidates_with_etag(edge: Edge, origin: Origin) -> None:

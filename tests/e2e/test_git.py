@@ -349,23 +349,27 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def test_deploy_hook_with_a_good_signature_builds_and_deploys(edge: Edge, repo: Repo) -> None:
-    sha = repo.commit(page("hooked"), "via webhook", branch="hooked")
-    body = json.dumps({"ref": "refs/heads/hooked", "after": sha}).encode()
-    client = edge.client()
-    answer = client.post(
+def deliver(edge: Edge, ref: str, sha: str) -> tuple[httpx.Response, dict[str, object]]:
+    """POST a signed push event; wait (bounded) for its build to finish."""
+    body = json.dumps({"ref": ref, "after": sha}).encode()
+    answer = edge.client().post(
         "/_edge/api/sites/demo/hooks/push",
         content=body,
         headers={"X-Hub-Signature-256": sign(body), "Content-Type": "application/json"},
     )
     assert answer.status_code == 202, answer.text
-    status_url = answer.json()["url"]
     api = edge.client(headers={"Authorization": f"Bearer {TOKEN}"})
     deadline = time.monotonic() + 30
-    status = api.get(status_url).json()
+    status = api.get(answer.json()["url"]).json()
     while status["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.1)
-        status = api.get(status_url).json()
+        status = api.get(answer.json()["url"]).json()
+    return answer, status
+
+
+def test_deploy_hook_with_a_good_signature_builds_and_deploys(edge: Edge, repo: Repo) -> None:
+    sha = repo.commit(page("hooked"), "via webhook", branch="hooked")
+    answer, status = deliver(edge, "refs/heads/hooked", sha)
     assert status["status"] == "succeeded", status
     assert status["commit"] == sha
     # The deployment ID was announced in the hook's answer, before the build ran.
@@ -375,6 +379,21 @@ def test_deploy_hook_with_a_good_signature_builds_and_deploys(edge: Edge, repo: 
         "<h1>hooked</h1>"
     )
     assert remote_ref(edge, "refs/heads/hooked") == sha
+
+
+def test_replayed_old_delivery_does_not_roll_back(edge: Edge, repo: Repo) -> None:
+    old = repo.commit(page("old"), "old", branch="hooked")
+    _, first = deliver(edge, "refs/heads/hooked", old)
+    assert first["status"] == "succeeded", first
+    new = repo.commit(page("new"), "new", branch="hooked")
+    _, second = deliver(edge, "refs/heads/hooked", new)
+    assert second["status"] == "succeeded", second
+    # The first delivery, still validly signed, sent again:
+    _, replay = deliver(edge, "refs/heads/hooked", old)
+    assert replay["status"] == "failed"
+    assert "not the tip" in str(replay["error"])
+    assert aliases(edge)["hooked"] == second["deployment"]
+    assert remote_ref(edge, "refs/heads/hooked") == new
 
 
 @pytest.mark.parametrize(

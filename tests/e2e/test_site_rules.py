@@ -166,11 +166,21 @@ def test_netlify_redirects(netlify: Edge, path: str, status: int, expected: str)
 
 
 def test_netlify_proxy_rule_reaches_the_origin(netlify: Edge) -> None:
-    response = get(netlify, "nl", "/api/echo?x=1")
+    response = netlify.client().get(
+        "/api/echo?x=1",
+        headers={
+            "Host": f"nl.s.localhost:{netlify.port}",
+            "Authorization": "Bearer preview-secret",
+            "Cookie": "edge_preview=preview-secret; theme=dark",
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["raw_path"] == "/echo"
     assert body["query"] == "x=1"
+    # What authenticates the visitor to the gateway never goes to a third party.
+    assert "authorization" not in body["headers"]
+    assert body["headers"]["cookie"] == ["theme=dark"]
 
 
 def test_demo_site_rules_files_are_valid() -> None:

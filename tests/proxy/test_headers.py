@@ -96,3 +96,10 @@ def test_response_headers_drop_hop_by_hop_and_relocate() -> None:
         lambda value: b"/api" + value,
     )
     assert out == [(b"location", b"/api/x"), (b"via", b"1.1 edgeproxy")]
+
+
+def test_underscore_lookalikes_of_forwarding_headers_are_dropped() -> None:
+    seen = forward([(b"x_forwarded_for", b"6.6.6.6"), (b"x_real_ip", b"6.6.6.6"), (b"x_ok", b"1")])
+    assert b"x_forwarded_for" not in seen
+    assert b"x_real_ip" not in seen
+    assert seen[b"x_ok"] == [b"1"]
