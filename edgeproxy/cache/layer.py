@@ -21,7 +21,7 @@ from edgeproxy.cache import policy
 from edgeproxy.cache.directives import parse_cache_control, response_directives
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
-from edgeproxy.exceptions import UpstreamError
+from edgeproxy.exceptions import BadRequest, UpstreamError
 from edgeproxy.responses import send_bytes
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.table import RouteMatch
@@ -57,6 +57,7 @@ class _Capture:
         self.headers: Headers = []
         self.chunks: list[bytes] = []
         self.size = 0
+        self.oversized = False
         self.complete = False
         self.response_time = 0.0
         self.decorate: Callable[[int, Headers], Headers] | None = None
@@ -73,18 +74,19 @@ class _Capture:
         elif message["type"] == "http.response.body":
             body = message.get("body", b"")
             self.size += len(body)
-            if self.chunks is not None and self.size <= self.limit:
-                self.chunks.append(body)
-            else:
-                self.chunks = []
-                self.limit = -1
+            if not self.oversized:
+                if self.size <= self.limit:
+                    self.chunks.append(body)
+                else:
+                    self.oversized = True
+                    self.chunks = []
             self.complete = not message.get("more_body", False)
         if self.send is not None:
             await self.send(message)
 
     @property
     def body(self) -> bytes | None:
-        return b"".join(self.chunks) if self.complete and self.limit >= 0 else None
+        return b"".join(self.chunks) if self.complete and not self.oversized else None
 
 
 class CachingAction:
@@ -105,9 +107,6 @@ class CachingAction:
         self.stats = stats
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._refreshing: set[str] = set()
-        self.websocket = getattr(inner, "websocket", None)
-        if self.websocket is None:
-            del self.websocket
 
     def key(self, scope: Scope, ctx: RequestContext) -> str:
         path_qs = scope.get("raw_path") or scope["path"].encode()
@@ -166,6 +165,21 @@ class CachingAction:
             return
         fwd = evaluation.fwd if evaluation is not None and evaluation.fwd else "uri-miss"
         await self._miss(key, scope, receive, send, match, path, ctx, fwd)
+
+    async def websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        """WebSockets are never cached: they go to the wrapped action as they are."""
+        upgrade = getattr(self.inner, "websocket", None)
+        if upgrade is None:
+            raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
+        await upgrade(scope, receive, send, match, path, ctx)
 
     # lookup and serving
 

@@ -105,3 +105,20 @@ def test_reload_keeps_an_open_websocket(origin: Origin, edge_factory: Callable[.
 
     assert asyncio.run(session()) == ["a:before", "a:after"]
     assert edge.client().get("/static").text == "reloaded"
+
+
+def test_websocket_passes_through_a_cached_route(
+    origin: Origin, edge_factory: Callable[..., Edge]
+) -> None:
+    edge = edge_factory(
+        ws_rules(origin.url).replace(
+            "rewrite: {strip_prefix: true}", "rewrite: {strip_prefix: true}\n    cache: {}"
+        )
+    )
+
+    async def session() -> str | bytes:
+        async with connect(f"ws://127.0.0.1:{edge.port}/live/ws") as ws:
+            await ws.send("cached?")
+            return await ws.recv()
+
+    assert asyncio.run(session()) == "a:cached?"
