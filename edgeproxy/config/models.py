@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
+from edgeproxy.config.edge import ObjectsConfig, RouteHandler, SiteFunctions
 from edgeproxy.config.units import ByteSize, Duration
 from edgeproxy.types import Balancing, HTTPMethod, RedirectStatus
 
@@ -349,6 +350,10 @@ class Site(Model):
         description="HMAC-SHA256 secret of POST /_edge/api/sites/<site>/hooks/push "
         "(X-Hub-Signature-256); unset or empty: the deploy hook is off.",
     )
+    functions: SiteFunctions = Field(
+        default_factory=SiteFunctions,
+        description="Limits of the handlers in each deployment's functions/ directory.",
+    )
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -429,6 +434,9 @@ class Route(Model):
         None, description="Overrides server.max_body_size for this route."
     )
     cache: RouteCache | None = Field(None, description="Cache this route's responses.")
+    handler: RouteHandler | None = Field(
+        None, description="Python edge handler run as middleware around the action."
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:
@@ -456,3 +464,4 @@ class RulesConfig(Model):
     sites: dict[Annotated[str, Field(pattern=_SITE_NAME)], Site] = Field(default_factory=dict)
     admin: Admin = Field(default_factory=Admin)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    objects: ObjectsConfig = Field(default_factory=ObjectsConfig)

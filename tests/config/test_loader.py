@@ -920,7 +920,12 @@ def test_json_schema_describes_the_file() -> None:
 
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "edgeproxy rules.yaml"
-    assert set(schema["properties"]) == {"server", "origins", "routes", "sites", "admin", "cache"}
+    assert set(schema["properties"]) == {
+        "server", "origins", "routes", "sites", "admin", "cache", "objects",
+    }  # fmt: skip
+    # A handler may be written as just its "module.py:function" string.
+    handler = schema["$defs"]["RouteHandler"]
+    assert [arm.get("type") for arm in handler["anyOf"]] == ["string", "object"]
     assert "with" in schema["$defs"]["Replace"]["properties"]
     # Units are written as text in rules.yaml, so the schema must accept "250ms" and "10MiB".
     timeouts = schema["$defs"]["Timeouts"]["properties"]["shutdown"]
