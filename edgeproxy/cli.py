@@ -57,6 +57,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     from edgeproxy import app, server
 
+    if args.workers > 1 and config.objects.namespaces:
+        print(
+            f"error: --workers {args.workers} with durable objects configured: every object "
+            "must have exactly one live instance, and objects are placed in one process until "
+            "multi-process placement lands; run with --workers 1 (the default)",
+            file=sys.stderr,
+        )
+        return 2
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     os.environ[app.CONFIG_ENV] = os.path.abspath(args.config)

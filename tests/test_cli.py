@@ -72,6 +72,15 @@ def test_serve_refuses_an_invalid_config_before_listening(tmp_path: Path) -> Non
     assert "origin 'missing' is not defined" in result.stderr
 
 
+def test_serve_refuses_several_workers_with_durable_objects(tmp_path: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("objects:\n  namespaces:\n    COUNTER: counter.py:Counter\n")
+    result = edgeproxy("serve", "--config", str(config), "--workers", "2")
+    assert result.returncode == 2
+    assert "--workers 2 with durable objects configured" in result.stderr
+    assert "exactly one live instance" in result.stderr
+
+
 def test_schema_matches_the_committed_file() -> None:
     result = edgeproxy("schema")
     assert result.returncode == 0

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -44,7 +52,7 @@ class HandlerLimits(_Model):
 class RouteHandler(HandlerLimits):
     """`handler:` on a route: a Python function run as middleware around the route's action."""
 
-    function: Annotated[str, Field(pattern=_HANDLER_SPEC)] = Field(
+    function: str = Field(
         description="`path/to/module.py` (its on_request* functions) or "
         "`path/to/module.py:function`, relative to rules.yaml."
     )
@@ -56,6 +64,13 @@ class RouteHandler(HandlerLimits):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         return {"function": value} if isinstance(value, str) else value
+
+    @field_validator("function")
+    @classmethod
+    def _spec(cls, value: str) -> str:
+        if not re.match(_HANDLER_SPEC, value):
+            raise ValueError(f"{value!r} is not path/to/module.py or path/to/module.py:function")
+        return value
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -84,7 +99,7 @@ class Jurisdiction(_Model):
 class ObjectNamespace(_Model):
     """A durable-object class, bound under a name in handlers' `env`."""
 
-    class_: Annotated[str, Field(pattern=_CLASS_SPEC)] = Field(
+    class_: str = Field(
         alias="class",
         description="`path/to/module.py:ClassName` (relative to rules.yaml); the class "
         "subclasses edgeproxy.objects.DurableObject.",
@@ -97,6 +112,13 @@ class ObjectNamespace(_Model):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         return {"class": value} if isinstance(value, str) else value
+
+    @field_validator("class_")
+    @classmethod
+    def _spec(cls, value: str) -> str:
+        if not re.match(_CLASS_SPEC, value):
+            raise ValueError(f"{value!r} is not path/to/module.py:ClassName")
+        return value
 
     @classmethod
     def __get_pydantic_json_schema__(

@@ -74,6 +74,7 @@ def parse_config(
     except ValidationError as exc:
         issues += _validation_issues(exc, data, reader, filename)
     else:
+        issues += _undefined_sites(config, reader.lines, filename)
         issues += _route_ties(config, reader.lines, filename)
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
@@ -239,6 +240,34 @@ def _undefined_origins(data: Any, lines: dict[YAMLPath, int], filename: str) -> 
                 message += f"; did you mean {close[0]!r}?"
             path: YAMLPath = ("routes", index, "proxy")
             issues.append(ConfigIssue(format_path(path), message, filename, lines.get(path)))
+    return issues
+
+
+def _undefined_sites(
+    config: RulesConfig, lines: dict[YAMLPath, int], filename: str
+) -> list[ConfigIssue]:
+    """Routes and object namespaces that name a site the file does not define."""
+    defined = sorted(config.sites)
+    known = ", ".join(defined) or "none are defined"
+    references: list[tuple[YAMLPath, str]] = [
+        (("routes", index, "site"), route.site)
+        for index, route in enumerate(config.routes)
+        if route.site is not None
+    ]
+    for binding, namespace in config.objects.namespaces.items():
+        references += [
+            (("objects", "namespaces", binding, "sites", index), site)
+            for index, site in enumerate(namespace.sites or ())
+        ]
+    issues = []
+    for path, name in references:
+        if name in config.sites:
+            continue
+        message = f"site {name!r} is not defined (known: {known})"
+        close = difflib.get_close_matches(name, defined, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        issues.append(ConfigIssue(format_path(path), message, filename, lines.get(path)))
     return issues
 
 

@@ -589,6 +589,55 @@ def test_empty_file_is_all_defaults(text: str) -> None:
             (2, "routes[0].proxy", "origin 'zoo' is not defined (known: none are defined)"),
             id="undefined-origin-none-defined",
         ),
+        pytest.param(
+            """
+            sites:
+              demo: {}
+            routes:
+              - match: {path: /}
+                site: dmeo
+            """,
+            (
+                5,
+                "routes[0].site",
+                "site 'dmeo' is not defined (known: demo); did you mean 'demo'?",
+            ),
+            id="undefined-site",
+        ),
+        pytest.param(
+            """
+            objects:
+              namespaces:
+                COUNTER:
+                  class: counter.py:Counter
+                  sites:
+                    - blog
+            """,
+            (
+                6,
+                "objects.namespaces.COUNTER.sites[0]",
+                "site 'blog' is not defined (known: none are defined)",
+            ),
+            id="object-namespace-undefined-site",
+        ),
+        pytest.param(
+            """
+            routes:
+              - respond: {}
+                handler: auth.js:check
+            """,
+            (3, "routes[0].handler", "'auth.js:check' is not path/to/module.py or"),
+            id="handler-not-a-python-file",
+        ),
+        pytest.param(
+            """
+            objects:
+              jurisdictions:
+                EU: {shards: 2}
+            """,
+            (3, "objects.jurisdictions.EU", "EU"),
+            id="jurisdiction-name",
+        ),
         # Environment
         pytest.param(
             """
