@@ -2,17 +2,36 @@
 
     EdgeError
     ├── ConfigError                 rules.yaml could not be loaded (carries every issue found)
-    └── RequestError                something a client will see; carries `status` and `code`
-        ├── BadRequest              400  malformed or ambiguous request target
-        ├── NotFound                404  no route matched
-        ├── PayloadTooLarge         413  request body over the configured limit
-        └── UpstreamError           an origin could not give an answer
-            ├── UpstreamConnectError   502  refused, reset, DNS failure
-            ├── UpstreamProtocolError  502  the origin broke HTTP
-            ├── UpstreamTimeout        504  connect or read timed out
-            └── NoHealthyUpstream      503  every target is ejected or down
+    ├── HandlerLoadError            edge handler code failed to load (file and traceback)
+    ├── RequestError                something a client will see; carries `status` and `code`
+    │   ├── BadRequest              400  malformed or ambiguous request target
+    │   ├── NotFound                404  no route matched
+    │   ├── PayloadTooLarge         413  request body over the configured limit
+    │   ├── UpstreamError           an origin could not give an answer
+    │   │   ├── UpstreamConnectError   502  refused, reset, DNS failure
+    │   │   ├── UpstreamProtocolError  502  the origin broke HTTP
+    │   │   ├── UpstreamTimeout        504  connect or read timed out
+    │   │   └── NoHealthyUpstream      503  every target is ejected or down
+    │   ├── HandlerException        500  an edge handler raised or returned no Response
+    │   └── HandlerTimeout          504  an edge handler ran past its wall-time limit
+    └── ObjectError                 durable objects (edgeproxy/objects/)
+        ├── ObjectSettingsError     settings refused at start: names, tag collision, shard layout
+        ├── UnknownJurisdiction     a jurisdiction name that is not configured
+        ├── UnknownNamespace        a binding that is not configured
+        ├── ObjectValueError        (also TypeError) not plain JSON, or an argument of wrong kind
+        ├── StorageLimitError       (also ValueError) key, value or batch over its limit
+        ├── RpcMethodError          (also AttributeError) not a public async method of the class
+        ├── RemoteObjectError       the object raised; names the original type
+        ├── ObjectResetError        503  a write failed to commit; the object was reset
+        ├── ObjectDeadlockError     an object waited on itself while its input gate was closed
+        ├── ObjectSystemClosed      503  the object system is not running
+        ├── InvalidObjectId         400  malformed ID: length, hex, case, version
+        ├── ForeignObjectId         404  the ID's MAC does not verify under this namespace
+        ├── JurisdictionMismatch    400  an ID of another jurisdiction than the one required
+        └── ObjectNotFound          404  no namespace recognizes the ID
 
 `RequestError.code` is the machine-readable value of the `X-Edge-Error` response header.
+Object errors that show a status are also `RequestError`s, so they reach clients as such.
 """
 
 from __future__ import annotations
@@ -98,3 +117,111 @@ class UpstreamTimeout(UpstreamError):
 class NoHealthyUpstream(UpstreamError):
     status = 503
     code = "no-healthy-upstream"
+
+
+# -- durable objects ----------------------------------------------------------------------
+
+
+class ObjectError(EdgeError):
+    """Root of the durable-object errors (edgeproxy/objects/)."""
+
+
+class ObjectSettingsError(ObjectError):
+    """The object settings or the state on disk do not allow the system to start."""
+
+
+class UnknownJurisdiction(ObjectError):
+    """A jurisdiction name that is not configured."""
+
+
+class UnknownNamespace(ObjectError):
+    """A namespace binding that is not configured."""
+
+
+class ObjectValueError(ObjectError, TypeError):
+    """A value that is not plain JSON, or a storage argument of the wrong type or kind."""
+
+
+class StorageLimitError(ObjectError, ValueError):
+    """A key, value or batch over its storage limit; nothing was written."""
+
+
+class RpcMethodError(ObjectError, AttributeError):
+    """An RPC name that is not a public coroutine method of the object's class."""
+
+
+class RemoteObjectError(ObjectError):
+    """The object raised an exception that cannot be re-raised as its own type."""
+
+    def __init__(self, remote_type: str, message: str) -> None:
+        self.remote_type = remote_type
+        self.remote_message = message
+        super().__init__(f"{remote_type}: {message}")
+
+
+class ObjectResetError(ObjectError, RequestError):
+    """A write failed to commit: the object was reset and its held outputs became errors."""
+
+    status = 503
+    code = "object-reset"
+
+
+class ObjectDeadlockError(ObjectError):
+    """An object awaited an event to itself while its own input gate was closed."""
+
+
+class ObjectSystemClosed(ObjectError, RequestError):
+    """The object system is not started, or is stopping."""
+
+    status = 503
+    code = "objects-unavailable"
+
+
+class InvalidObjectId(ObjectError, RequestError):
+    """A malformed object ID string."""
+
+    status = 400
+    code = "object-id-invalid"
+
+
+class ForeignObjectId(ObjectError, RequestError):
+    """An object ID whose MAC does not verify under the namespace asked."""
+
+    status = 404
+    code = "object-id-foreign"
+
+
+class JurisdictionMismatch(ObjectError, RequestError):
+    """An object ID of another jurisdiction than the namespace or shard requires."""
+
+    status = 400
+    code = "object-jurisdiction-mismatch"
+
+
+class ObjectNotFound(ObjectError, RequestError):
+    """No configured or stored namespace recognizes the object ID."""
+
+    status = 404
+    code = "object-not-found"
+
+
+class HandlerLoadError(EdgeError):
+    """Edge handler code could not be loaded; the message names the file and has the traceback.
+
+    Raised at load time (config load or deploy), never per request, so a broken handler
+    fails the deploy instead of its first request.
+    """
+
+    def __init__(self, file: str, message: str) -> None:
+        self.file = file
+        super().__init__(f"{file}: {message}")
+
+
+class HandlerException(RequestError):
+    status = 500
+    code = "handler-exception"
+
+
+class HandlerTimeout(RequestError):
+    status = 504
+    code = "handler-timeout"
