@@ -19,16 +19,20 @@ import aiohttp
 
 from edgeproxy.accesslog import AccessLog
 from edgeproxy.admin.api import AdminAPI
+from edgeproxy.admin.objects import ObjectsAdmin
 from edgeproxy.cache.layer import CacheStats, site_tag
 from edgeproxy.cache.store import CacheStore
+from edgeproxy.config.edge import ObjectsConfig
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.config.reload import watch_config
 from edgeproxy.context import RequestContext
-from edgeproxy.exceptions import ConfigError
+from edgeproxy.exceptions import ConfigError, ConfigIssue, ObjectError
 from edgeproxy.gateway import Gateway
 from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
+from edgeproxy.objects import ObjectSystem
+from edgeproxy.objects.config import load_namespaces, object_settings
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.forward import forward_to_url
 from edgeproxy.proxy.healthchecks import run_health_checks
@@ -71,12 +75,15 @@ class EdgeApp:
         self.last_error: ConfigError | None = None
         self.last_attempt = 0.0
         self.hosting: SiteHosting | None = None
+        self.objects: ObjectSystem | None = None
+        self._objects_config: ObjectsConfig | None = None
         admin = AdminAPI(
             lambda: self._hosting(),
             lambda: self.runtime.config.admin.token,
             lambda: self.runtime.config.server.max_body_size,
             self.config_path,
             self.cache,
+            ObjectsAdmin(lambda: self.objects),
         )
         git = GitBackend(
             lambda: self.state_dir / "git",
@@ -139,6 +146,7 @@ class EdgeApp:
         )
         config = load_config(self.config_path)
         state_dir = resolve_state_dir(config, self.config_path, self.state_dir_override)
+        await self._start_objects(config.objects, state_dir)
         self.hosting = SiteHosting(state_dir, self.config_path.parent, self._proxy_to_url)
         self._apply(config)
         access_log = AccessLog() if config.server.access_log else None
@@ -172,6 +180,27 @@ class EdgeApp:
         self.client.close()
         if self._session is not None:
             await self._session.close()
+        if self.objects is not None:
+            # Last: handlers' wait_until work may still be writing to objects.
+            await self.objects.stop(grace=10.0)
+
+    async def _start_objects(self, config: ObjectsConfig, state_dir: Path) -> None:
+        """Start the durable-object system when the config names any namespace."""
+        self._objects_config = config
+        if not config.namespaces:
+            return
+        namespaces = load_namespaces(config, self.config_path.parent)
+        system = ObjectSystem(object_settings(config, state_dir), namespaces)
+        try:
+            await system.start()
+        except ObjectError as exc:
+            raise ConfigError([ConfigIssue("objects", str(exc), str(self.config_path))]) from exc
+        self.objects = system
+        logger.info(
+            "durable objects: %s in %d jurisdiction(s)",
+            ", ".join(sorted(config.namespaces)),
+            len(config.jurisdictions) + 1,
+        )
 
     def reload(self) -> bool:
         """Load the config file again; on any error keep serving the last good config."""
@@ -186,6 +215,11 @@ class EdgeApp:
                 "config reload failed; still serving version %d:\n%s", self.runtime.version, exc
             )
             return False
+        if config.objects != self._objects_config:
+            logger.warning(
+                "the objects section changed: it takes effect at the next restart (objects keep "
+                "one live instance each, so their classes and storage are not swapped live)"
+            )
         self._apply(config)
         self.metrics.reloads.labels("ok").inc()
         logger.info("config reloaded: version %d", self.runtime.version)

@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, Router
 
+from edgeproxy.admin.objects import OPENAPI_PATHS as OBJECT_PATHS
+from edgeproxy.admin.objects import ObjectsAdmin
 from edgeproxy.cache.layer import cache_key_for_url
 from edgeproxy.cache.store import CacheStore
 from edgeproxy.sites.builds import (
@@ -71,6 +73,7 @@ class AdminAPI:
         max_file_size: Callable[[], int],
         config_path: Path,
         cache: CacheStore,
+        objects: ObjectsAdmin,
     ) -> None:
         self.cache = cache
         self.hosting = hosting
@@ -117,6 +120,7 @@ class AdminAPI:
                     self.delete_alias,
                     methods=["DELETE"],
                 ),
+                *objects.routes(prefix),
             ]
         )
 
@@ -457,5 +461,6 @@ OPENAPI: dict[str, Any] = {
             "put": {"summary": "Point an alias at {deploy_id}"},
             "delete": {"summary": "Remove an alias (not production)"},
         },
+        **OBJECT_PATHS,
     },
 }

@@ -10,6 +10,7 @@
     edgeproxy alias       ALIAS [DEPLOY_ID] --site S [--delete]
     edgeproxy logs        DEPLOY_ID --site S
     edgeproxy purge       URL | --prefix URL | --tag TAG | --all
+    edgeproxy objects     list | get | evict | alarm | dead-letters | audit  (see cli/objects.py)
 
 The commands after `routes` talk to a running gateway (`--server`, `--token`). `git-hook`
 and `build` are run by git and by the deploy hook, not by people.
@@ -22,15 +23,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgeproxy import __version__
-from edgeproxy.admin.client import AdminClient, AdminError
-from edgeproxy.config.loader import config_json_schema, load_config
-from edgeproxy.config.models import RulesConfig
-from edgeproxy.exceptions import BadRequest, ConfigError
+from edgeproxy.admin.client import AdminClient
+from edgeproxy.cli import objects
+from edgeproxy.cli.common import admin_call, admin_options, load_or_report, table
+from edgeproxy.config.loader import config_json_schema
+from edgeproxy.exceptions import BadRequest
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.routing.table import CompiledRoute, RouteTable
 
@@ -38,21 +40,8 @@ DEFAULT_CONFIG = "rules.yaml"
 LISTEN_ENV = "EDGEPROXY_LISTEN"
 
 
-def _load(path: str) -> RulesConfig | None:
-    try:
-        return load_config(path)
-    except FileNotFoundError:
-        print(f"{path}: no such file", file=sys.stderr)
-    except ConfigError as exc:
-        count = len(exc.issues)
-        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-    return None
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     from edgeproxy import app, server
@@ -89,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = load_or_report(args.file)
     if config is None:
         return 1
     print(f"{args.file}: OK")
@@ -121,10 +110,10 @@ def describe(route: CompiledRoute) -> list[str]:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
-    table = RouteTable(config.routes)
+    routes = RouteTable(config.routes)
     if args.explain:
         url = urlsplit(args.explain if "://" in args.explain else f"http://{args.explain}")
         try:
@@ -132,26 +121,11 @@ def cmd_routes(args: argparse.Namespace) -> int:
         except BadRequest as exc:
             print(f"{args.explain}: refused with 400: {exc.detail}")
             return 1
-        for line in table.explain(url.netloc, path, args.method.upper()):
+        for line in routes.explain(url.netloc, path, args.method.upper()):
             print(line)
         return 0
-    _table([["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in table.routes)])
+    table([["ROUTE", "HOST", "PATH", "METHODS", "ACTION"], *(describe(r) for r in routes.routes)])
     return 0
-
-
-def _admin(args: argparse.Namespace) -> AdminClient:
-    return AdminClient(args.server, args.token)
-
-
-def _admin_call(args: argparse.Namespace, work: Callable[[AdminClient], int]) -> int:
-    client = _admin(args)
-    try:
-        return work(client)
-    except AdminError as exc:
-        print(f"edgeproxy: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -173,7 +147,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"  {name:<16}{url}")
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_deployments(args: argparse.Namespace) -> int:
@@ -185,10 +159,10 @@ def cmd_deployments(args: argparse.Namespace) -> int:
              ",".join(d["aliases"])]
             for d in listed
         ]  # fmt: skip
-        _table(rows)
+        table(rows)
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -198,7 +172,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"production -> {aliases['production'][:8]}")
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -216,7 +190,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print(f"purged {purged} stored response(s)")
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
@@ -230,7 +204,7 @@ def cmd_alias(args: argparse.Namespace) -> int:
             print(f"{args.alias} -> {aliases[args.alias][:8]}")
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -238,7 +212,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(client.text(f"/sites/{args.site}/deploys/{args.deploy_id}/log"), end="")
         return 0
 
-    return _admin_call(args, work)
+    return admin_call(args, work)
 
 
 def cmd_git_hook(args: argparse.Namespace) -> int:
@@ -260,21 +234,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         args.build_id,
         sys.stdout.buffer,
     )
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
-def _admin_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--server", help="gateway URL (default: $EDGEPROXY_SERVER or http://127.0.0.1:8080)"
-    )
-    command.add_argument("--token", help="admin token (default: $EDGEPROXY_TOKEN)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -309,18 +268,18 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--branch", help="branch name (default: the site's production branch)")
     deploy.add_argument("--commit", default="", help="commit SHA to record")
     deploy.add_argument("--message", default="", help="message to record")
-    _admin_options(deploy)
+    admin_options(deploy)
     deploy.set_defaults(func=cmd_deploy)
 
     deployments = commands.add_parser("deployments", help="list a site's deployments")
     deployments.add_argument("--site", required=True)
-    _admin_options(deployments)
+    admin_options(deployments)
     deployments.set_defaults(func=cmd_deployments)
 
     rollback = commands.add_parser("rollback", help="point production at an earlier deployment")
     rollback.add_argument("deploy_id", metavar="DEPLOY_ID")
     rollback.add_argument("--site", required=True)
-    _admin_options(rollback)
+    admin_options(rollback)
     rollback.set_defaults(func=cmd_rollback)
 
     alias = commands.add_parser("alias", help="point an alias at a deployment, or remove it")
@@ -328,13 +287,13 @@ def parser() -> argparse.ArgumentParser:
     alias.add_argument("deploy_id", metavar="DEPLOY_ID", nargs="?")
     alias.add_argument("--site", required=True)
     alias.add_argument("--delete", action="store_true", help="remove the alias")
-    _admin_options(alias)
+    admin_options(alias)
     alias.set_defaults(func=cmd_alias)
 
     logs = commands.add_parser("logs", help="print the build log of a deployment built from git")
     logs.add_argument("deploy_id", metavar="DEPLOY_ID")
     logs.add_argument("--site", required=True)
-    _admin_options(logs)
+    admin_options(logs)
     logs.set_defaults(func=cmd_logs)
 
     purge = commands.add_parser("purge", help="drop cached responses")
@@ -343,8 +302,10 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--prefix", help="every URL starting with this")
     which.add_argument("--tag", help="every response whose Cache-Tag names this tag")
     which.add_argument("--all", action="store_true", help="everything")
-    _admin_options(purge)
+    admin_options(purge)
     purge.set_defaults(func=cmd_purge)
+
+    objects.add_commands(commands)
 
     # Not listed in --help (no help=): run by the server, not by people.
     hook = commands.add_parser("git-hook")

@@ -1,0 +1,84 @@
+"""From the `objects:` section of rules.yaml to the settings and classes an ObjectSystem runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+from edgeproxy.config.edge import ObjectsConfig
+from edgeproxy.exceptions import ConfigError, ConfigIssue
+from edgeproxy.objects.api import DurableObject
+from edgeproxy.objects.settings import JurisdictionSpec, NamespaceSpec, ObjectSettings
+
+_MODULE_PREFIX = "_edge_objects"
+
+
+def object_settings(config: ObjectsConfig, state_dir: Path) -> ObjectSettings:
+    """Storage roots are relative to the state dir; each defaults to objects/<name>."""
+
+    def root(name: str, path: str | None) -> Path:
+        return (state_dir / (path or f"objects/{name}")).resolve()
+
+    jurisdictions = [
+        JurisdictionSpec("", root("default", config.default.path), config.default.shards)
+    ]
+    jurisdictions += [
+        JurisdictionSpec(name, root(name, spec.path), spec.shards)
+        for name, spec in config.jurisdictions.items()
+    ]
+    return ObjectSettings(
+        state_dir=state_dir,
+        jurisdictions=jurisdictions,
+        idle_timeout=config.idle_timeout,
+        alarm_retry_base=config.alarm_retry_base,
+        alarm_max_retries=config.alarm_max_retries,
+    )
+
+
+def load_namespaces(config: ObjectsConfig, config_dir: Path) -> list[NamespaceSpec]:
+    """Import every namespace's class; raise ConfigError naming each one that fails."""
+    specs: list[NamespaceSpec] = []
+    issues: list[ConfigIssue] = []
+    for binding, namespace in config.namespaces.items():
+        where = f"objects.namespaces.{binding}.class"
+        try:
+            specs.append(NamespaceSpec(binding, _load_class(namespace.class_, config_dir)))
+        except _LoadFailure as exc:
+            issues.append(ConfigIssue(where, str(exc)))
+    if issues:
+        raise ConfigError(issues)
+    return specs
+
+
+class _LoadFailure(Exception):
+    pass
+
+
+def _load_class(spec: str, config_dir: Path) -> type[DurableObject]:
+    file, _, name = spec.rpartition(":")
+    path = (config_dir / file).resolve()
+    if not path.is_file():
+        raise _LoadFailure(f"{file}: no such file (looked for {path})")
+    module_name = f"{_MODULE_PREFIX}.{path.stem}_{abs(hash(path)):x}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise _LoadFailure(f"{file}: not a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    # Registered before running it, as an import would be (dataclasses look themselves up).
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[module_name]
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        raise _LoadFailure(f"{file} could not be loaded:\n{detail}") from exc
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
+        found = type(cls).__name__ if cls is not None else "nothing"
+        raise _LoadFailure(
+            f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject "
+            f"(found {found})"
+        )
+    return cls
