@@ -1,0 +1,141 @@
+"""The log hub: recent handler output per site, and live subscriptions to it.
+
+What handler code prints or logs, the runner's error lines and the invocation reports land
+here (see `edgeproxy.edge.capture`), for `edgeproxy logs --site S [--tail]` through the
+admin API. Each site keeps a bounded ring of its latest entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of handler output.
+
+    `level` is a logging level name (`INFO`, `ERROR`, ...) for `logging` calls and the
+    runner's errors, `STDOUT`/`STDERR` for `print`, `REPORT` for invocation reports.
+    """
+
+    time: float
+    site: str
+    request_id: str
+    handler: str
+    level: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Subscription:
+    """Entries of one site as they are appended: `async for entry in subscription`.
+
+    Ends when closed (`close()`, or leaving `async with`). A subscriber that falls more
+    than `maxsize` entries behind loses the newest ones; `dropped` counts them.
+    """
+
+    def __init__(self, hub: LogHub, site: str, maxsize: int) -> None:
+        self._hub = hub
+        self.site = site
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._queue: asyncio.Queue[LogEntry | None] = asyncio.Queue(maxsize + 1)
+        self._maxsize = maxsize
+        self.closed = False
+        self.dropped = 0
+
+    def deliver(self, entry: LogEntry | None) -> None:
+        if threading.get_ident() == self._thread:
+            self._put(entry)
+        else:
+            # print() from a worker thread (asyncio.to_thread keeps the invocation context).
+            self._loop.call_soon_threadsafe(self._put, entry)
+
+    def _put(self, entry: LogEntry | None) -> None:
+        if entry is not None and self._queue.qsize() >= self._maxsize:
+            self.dropped += 1
+            return
+        self._queue.put_nowait(entry)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub.unsubscribe(self)
+            self.deliver(None)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> LogEntry:
+        if self.closed and self._queue.empty():
+            raise StopAsyncIteration
+        entry = await self._queue.get()
+        if entry is None:
+            raise StopAsyncIteration
+        return entry
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LogHub:
+    """A bounded ring buffer of entries per site, with live subscribers."""
+
+    def __init__(
+        self, capacity: int = 1000, subscriber_backlog: int = 1000, max_message: int = 16 * 1024
+    ) -> None:
+        self.capacity = capacity
+        self.subscriber_backlog = subscriber_backlog
+        self.max_message = max_message
+        self._entries: dict[str, deque[LogEntry]] = {}
+        self._subscribers: dict[str, list[Subscription]] = {}
+
+    def append(
+        self, site: str, request_id: str, handler: str, level: str, message: str
+    ) -> LogEntry:
+        """Record one entry and hand it to the site's subscribers. Any thread may call it."""
+        if len(message) > self.max_message:
+            message = f"{message[: self.max_message]}... ({len(message)} characters, truncated)"
+        entry = LogEntry(time.time(), site, request_id, handler, level, message)
+        ring = self._entries.get(site)
+        if ring is None:
+            ring = self._entries.setdefault(site, deque(maxlen=self.capacity))
+        ring.append(entry)
+        for subscriber in self._subscribers.get(site, ()):
+            subscriber.deliver(entry)
+        return entry
+
+    def entries(self, site: str, since: float | None = None) -> list[LogEntry]:
+        """The site's retained entries, oldest first; only those after `since` if given."""
+        ring = list(self._entries.get(site, ()))
+        if since is None:
+            return ring
+        return [entry for entry in ring if entry.time > since]
+
+    def sites(self) -> list[str]:
+        return sorted(self._entries)
+
+    def subscribe(self, site: str) -> Subscription:
+        """A live feed of the site's new entries; call from the event loop."""
+        subscription = Subscription(self, site, self.subscriber_backlog)
+        self._subscribers[site] = [*self._subscribers.get(site, ()), subscription]
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        remaining = [
+            s for s in self._subscribers.get(subscription.site, ()) if s is not subscription
+        ]
+        if remaining:
+            self._subscribers[subscription.site] = remaining
+        else:
+            self._subscribers.pop(subscription.site, None)

@@ -1,0 +1,320 @@
+"""The edge runner: runs a handler chain for one request, as a pure-ASGI step.
+
+The gateway matches a chain (a route's `handler:` or a deployment's functions) and calls
+`EdgeRunner.run()` with the route's action as `downstream`. The runner answers the request
+itself: the handler's Response, or an error page when the handler fails —
+
+- it raises: 500, `X-Edge-Error: handler-exception`, logged with its traceback;
+- it returns something that is not a Response: 500, the same header, logged;
+- it runs past `HandlerLimits.wall_time` (awaiting `ctx.next()` included): it is
+  cancelled, 504, `X-Edge-Error: handler-timeout`;
+- an error the downstream app raised before answering (502 from an origin...) and the
+  handler did not catch: that error's page.
+
+Once a response has started, nothing else can be sent: a failure then cuts the connection
+(`ResponseAborted`, as the proxy does). Each invocation writes one report (see
+`edgeproxy.edge.reports`), after its `ctx.wait_until()` work has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from edgeproxy.edge.capture import InvocationOutput
+from edgeproxy.edge.context import Invocation, NotAResponse
+from edgeproxy.edge.env import Env
+from edgeproxy.edge.handlers import Chain
+from edgeproxy.edge.logs import LogHub
+from edgeproxy.edge.reports import InvocationReport, InvocationReports
+from edgeproxy.edge.requests import RequestBody
+from edgeproxy.edge.watchdog import LoopWatchdog
+from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError
+from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.responses import send_error
+from edgeproxy.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("edgeproxy.edge")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerLimits:
+    """What one invocation may take.
+
+    `wall_time`: seconds until the chain must have returned its Response (the body may
+    stream on after); past it the handler is cancelled and the client gets a 504. Also how
+    long `ctx.wait_until()` work may run on after the response.
+    `cpu_time`: seconds a handler may block the event loop before the watchdog reports it.
+    """
+
+    wall_time: float = 30.0
+    cpu_time: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.wall_time <= 0 or self.cpu_time <= 0:
+            raise ValueError(f"handler limits must be positive: {self}")
+
+
+class _WallTimeExceeded(Exception):
+    def __init__(self, handler: str) -> None:
+        self.handler = handler
+
+
+class _Sender:
+    """The client's `send`, noting whether (and with which status) the response started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.status = 0
+        self.failed = False  # the client's transport failed: not the handler's doing
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.started:
+                raise RuntimeError("the response has already started")
+            self.started = True
+            self.status = message["status"]
+        try:
+            await self._send(message)
+        except BaseException:
+            self.failed = True
+            raise
+
+
+class EdgeRunner:
+    """Runs handler chains; one per server process, shared by all sites and routes."""
+
+    def __init__(
+        self,
+        reports: InvocationReports,
+        logs: LogHub | None = None,
+        watchdog: LoopWatchdog | None = None,
+    ) -> None:
+        self.reports = reports
+        self.logs = logs
+        self.watchdog = watchdog
+        self._waits: set[asyncio.Future[Any]] = set()
+        self._finishers: set[asyncio.Task[None]] = set()
+
+    async def run(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        chain: Chain,
+        *,
+        env: Env,
+        environment: str,
+        request_id: str,
+        site: str | None,
+        downstream: ASGIApp,
+        limits: HandlerLimits | None = None,
+    ) -> int:
+        """Answer one request with `chain`; returns the status sent (0 for a WebSocket,
+        which handlers do not see: it goes straight to `downstream`).
+
+        `site` names the log hub the handler output goes to (None for a route handler
+        outside any site: its output goes to the `edgeproxy.edge.output` logger).
+        Raises only `ResponseAborted` (a failure after the response started: cut the
+        connection) and what the client's `send` raises.
+        """
+        if scope["type"] != "http":
+            await downstream(scope, receive, send)
+            return 0
+        limits = limits or HandlerLimits()
+        if self.watchdog is not None:
+            for step in chain.steps:
+                self.watchdog.limits[step.label] = limits.cpu_time
+        body = RequestBody(receive)
+        output = InvocationOutput(self.logs, site, request_id)
+        invocation = Invocation(
+            chain,
+            env=env,
+            environment=environment,
+            request_id=request_id,
+            downstream=downstream,
+            body=body,
+            scope=scope,
+            output=output,
+        )
+        sender = _Sender(send)
+        started = time.perf_counter()
+        duration: float | None = None
+        try:
+            error, response = await self._invoke(invocation, Request(scope, body.reader()), limits)
+            duration = time.perf_counter() - started
+            if response is not None:
+                error = await self._respond(invocation, response, sender)
+            if error is not None:
+                await send_error(scope, sender, error, request_id)
+            return sender.status
+        finally:
+            if duration is None:
+                duration = time.perf_counter() - started
+            invocation.close()
+            self._report(invocation, site, sender.status, duration, limits)
+
+    async def _invoke(
+        self, invocation: Invocation, request: Request, limits: HandlerLimits
+    ) -> tuple[RequestError | None, Response | None]:
+        """Run the chain: (error page to send, or the response to send)."""
+        try:
+            response = await self._call_chain(invocation, request, limits.wall_time)
+        except _WallTimeExceeded as exc:
+            invocation.outcome = "timeout"
+            message = (
+                f"edge handler {exc.handler} exceeded its wall-time limit of "
+                f"{limits.wall_time:g} s and was cancelled (request {invocation.request_id})"
+            )
+            logger.error("%s", message)
+            invocation.output.emit(exc.handler, "ERROR", message)
+            return HandlerTimeout(f"edge handler {exc.handler} timed out"), None
+        except RequestError as exc:
+            # Raised downstream (an origin's 502...) and not caught by the handler: that
+            # error's own page, as the gateway would send it without a handler.
+            invocation.outcome = "ok"
+            logger.warning(
+                "%s: %s (through edge handler %s)", exc.code, exc.detail, invocation.handler
+            )
+            return exc, None
+        except NotAResponse as exc:
+            invocation.outcome = "exception"
+            logger.error("%s (request %s)", exc, invocation.request_id)
+            invocation.output.emit(exc.handler, "ERROR", str(exc))
+            return HandlerException(f"edge handler {exc.handler} failed"), None
+        except Exception as exc:
+            invocation.outcome = "exception"
+            handler = invocation.failed_in(exc)
+            self._log_exception(invocation, handler, exc, "raised")
+            return HandlerException(f"edge handler {handler} failed"), None
+        invocation.outcome = "ok"
+        return None, response
+
+    async def _respond(
+        self, invocation: Invocation, response: Response, sender: _Sender
+    ) -> RequestError | None:
+        """Send the chain's response; returns the error page to send instead, if any."""
+        try:
+            await response(invocation.scope, invocation.body.disconnect_only, sender)
+        except ResponseAborted:
+            raise
+        except RequestError as exc:
+            if sender.failed:
+                raise
+            if sender.started:
+                # The origin failed midway through a body the handler passed on.
+                raise ResponseAborted(f"downstream failed mid-response: {exc}") from exc
+            return exc
+        except Exception as exc:
+            if sender.failed:
+                raise
+            invocation.outcome = "exception"
+            handler = invocation.failed_in(exc)
+            self._log_exception(invocation, handler, exc, "failed sending its response")
+            if sender.started:
+                raise ResponseAborted(f"edge handler {handler} failed mid-response") from exc
+            return HandlerException(f"edge handler {handler} failed")
+        return None
+
+    @staticmethod
+    async def _call_chain(invocation: Invocation, request: Request, wall_time: float) -> Response:
+        try:
+            async with asyncio.timeout(wall_time) as deadline:
+                return await invocation.call(0, request)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise _WallTimeExceeded(invocation.failed_in(exc.__context__ or exc)) from None
+            raise
+
+    @staticmethod
+    def _log_exception(invocation: Invocation, handler: str, exc: BaseException, what: str) -> None:
+        logger.error(
+            "edge handler %s %s (request %s)", handler, what, invocation.request_id, exc_info=exc
+        )
+        invocation.output.emit(handler, "ERROR", f"{what}: {type(exc).__name__}: {exc}")
+
+    def _report(
+        self,
+        invocation: Invocation,
+        site: str | None,
+        status: int,
+        duration: float,
+        limits: HandlerLimits,
+    ) -> None:
+        def report(wait_until: float) -> None:
+            invocation.output.flush()
+            self.reports.write(
+                InvocationReport(
+                    invocation.request_id,
+                    invocation.handler,
+                    status,
+                    duration,
+                    wait_until,
+                    invocation.outcome,
+                    site,
+                )
+            )
+
+        for wait in invocation.waits:
+            if not wait.done():
+                self._waits.add(wait)
+                wait.add_done_callback(self._waits.discard)
+        if all(wait.done() for wait in invocation.waits):
+            report(0.0)
+            return
+        finisher = asyncio.create_task(self._after_waits(invocation, report, limits.wall_time))
+        self._finishers.add(finisher)
+        finisher.add_done_callback(self._finishers.discard)
+
+    @staticmethod
+    async def _after_waits(
+        invocation: Invocation, report: Callable[[float], None], wall_time: float
+    ) -> None:
+        ended = time.perf_counter()
+        try:
+            async with asyncio.timeout(wall_time):
+                while pending := [wait for wait in invocation.waits if not wait.done()]:
+                    await asyncio.wait(pending)
+        except TimeoutError:
+            message = (
+                f"wait_until work of {invocation.handler} ran past the wall-time limit of "
+                f"{wall_time:g} s and was cancelled (request {invocation.request_id})"
+            )
+            logger.error("%s", message)
+            invocation.output.emit(invocation.handler, "ERROR", message)
+        finally:
+            # Past the limit, or cancelled by drain(): work started late is stopped too.
+            for wait in invocation.waits:
+                wait.cancel()
+            report(time.perf_counter() - ended)
+
+    @property
+    def pending(self) -> int:
+        """`wait_until` tasks (and reports waiting on them) still running."""
+        return len(self._waits) + len(self._finishers)
+
+    # A timeout parameter, not asyncio.timeout(): the work left must be cancelled and counted.
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109
+        """Wait up to `timeout` seconds for `wait_until` work; cancel what is left (at
+        shutdown). Returns how many tasks had to be cancelled."""
+        waits = set(self._waits)
+        pending: set[asyncio.Future[Any]] = {*waits, *self._finishers}
+        if not pending:
+            return 0
+        _, left = await asyncio.wait(pending, timeout=timeout)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=1.0)
+        if self._finishers:
+            # Reports of cancelled work are written by their finishers; let them run.
+            await asyncio.wait(set(self._finishers), timeout=1.0)
+        return len(left & waits)
