@@ -27,7 +27,16 @@ from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.config.reload import watch_config
 from edgeproxy.context import RequestContext
-from edgeproxy.exceptions import ConfigError, ConfigIssue, ObjectError
+from edgeproxy.edge.capture import OutputCapture
+from edgeproxy.edge.handlers import HandlerModule
+from edgeproxy.edge.host import EdgeHost
+from edgeproxy.edge.loader import RouteHandlers
+from edgeproxy.edge.logs import LogHub
+from edgeproxy.edge.metrics import HandlerStats
+from edgeproxy.edge.reports import InvocationReports
+from edgeproxy.edge.runner import EdgeRunner
+from edgeproxy.edge.watchdog import LoopWatchdog
+from edgeproxy.exceptions import ConfigError, ConfigIssue, HandlerLoadError, ObjectError
 from edgeproxy.gateway import Gateway
 from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
@@ -77,6 +86,16 @@ class EdgeApp:
         self.hosting: SiteHosting | None = None
         self.objects: ObjectSystem | None = None
         self._objects_config: ObjectsConfig | None = None
+        handler_stats = HandlerStats()
+        self.metrics.registry.register(handler_stats)
+        self.handler_logs = LogHub()
+        self.watchdog = LoopWatchdog(handler_stats)
+        self.runner = EdgeRunner(
+            InvocationReports(self.handler_logs, handler_stats), self.handler_logs, self.watchdog
+        )
+        self._capture = OutputCapture()
+        self.edge: EdgeHost | None = None
+        self._route_handlers: RouteHandlers | None = None
         admin = AdminAPI(
             lambda: self._hosting(),
             lambda: self.runtime.config.admin.token,
@@ -105,6 +124,11 @@ class EdgeApp:
         if self._runtime is None:
             raise RuntimeError("the app has not started (lifespan startup not run)")
         return self._runtime
+
+    def _edge(self) -> EdgeHost:
+        if self.edge is None:
+            raise RuntimeError("the app has not started (lifespan startup not run)")
+        return self.edge
 
     def _hosting(self) -> SiteHosting:
         if self.hosting is None:
@@ -146,9 +170,14 @@ class EdgeApp:
         )
         config = load_config(self.config_path)
         state_dir = resolve_state_dir(config, self.config_path, self.state_dir_override)
+        handlers = self._load_handlers(config)
         await self._start_objects(config.objects, state_dir)
+        self.edge = EdgeHost(self.runner, self.objects, config.objects)
         self.hosting = SiteHosting(state_dir, self.config_path.parent, self._proxy_to_url)
-        self._apply(config)
+        self.hosting.edge = self.edge
+        await self.watchdog.start()
+        self._capture.install()
+        self._apply(config, handlers)
         access_log = AccessLog() if config.server.access_log else None
         self.gateway = Gateway(lambda: self.runtime, self.internal, self.metrics, access_log)
         self._tasks.append(
@@ -169,6 +198,11 @@ class EdgeApp:
     async def shutdown(self) -> None:
         self._ready = False
         self._stop.set()
+        cancelled = await self.runner.drain(self.runtime.config.server.timeouts.shutdown)
+        if cancelled:
+            logger.warning("shutdown: cancelled %d unfinished ctx.wait_until task(s)", cancelled)
+        await self.watchdog.stop()
+        self._capture.uninstall()
         if threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for stop, _ in self._health.values():
@@ -207,6 +241,7 @@ class EdgeApp:
         self.last_attempt = time.time()
         try:
             config = load_config(self.config_path)
+            handlers = self._load_handlers(config)
         except ConfigError as exc:
             self.last_error = exc
             self.metrics.reloads.labels("error").inc()
@@ -220,7 +255,7 @@ class EdgeApp:
                 "the objects section changed: it takes effect at the next restart (objects keep "
                 "one live instance each, so their classes and storage are not swapped live)"
             )
-        self._apply(config)
+        self._apply(config, handlers)
         self.metrics.reloads.labels("ok").inc()
         logger.info("config reloaded: version %d", self.runtime.version)
         return True
@@ -243,7 +278,29 @@ class EdgeApp:
         max_body = self.runtime.config.server.max_body_size
         await forward_to_url(self.client, scope, receive, send, url, ctx, max_body_size=max_body)
 
-    def _apply(self, config: RulesConfig) -> None:
+    def _load_handlers(self, config: RulesConfig) -> dict[int, HandlerModule]:
+        """Import every route's `handler:`; a failing one fails the whole (re)load."""
+        loader = RouteHandlers(self.config_path.parent)
+        handlers: dict[int, HandlerModule] = {}
+        issues = []
+        for index, route in enumerate(config.routes):
+            if route.handler is None:
+                continue
+            try:
+                handlers[index] = loader.load(route.handler.function)
+            except HandlerLoadError as exc:
+                issues.append(
+                    ConfigIssue(f"routes[{index}].handler", str(exc), str(self.config_path))
+                )
+        if issues:
+            loader.close()
+            raise ConfigError(issues)
+        previous, self._route_handlers = self._route_handlers, loader
+        if previous is not None:
+            previous.close()
+        return handlers
+
+    def _apply(self, config: RulesConfig, handlers: dict[int, HandlerModule]) -> None:
         if self._session is None:
             raise RuntimeError("the upstream client session is not open")
         digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
@@ -259,6 +316,8 @@ class EdgeApp:
             hosting=hosting,
             cache_store=self.cache,
             cache_stats=self.cache_stats,
+            edge=self._edge(),
+            handlers=handlers,
             pools=self.registry.pools,
             client=self.client,
             session=self._session,

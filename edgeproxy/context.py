@@ -16,3 +16,4 @@ class RequestContext:
     status: int = 0
     bytes_sent: int = 0
     error: str = ""
+    request_id: str = ""

@@ -80,7 +80,7 @@ class Gateway:
         client = scope.get("client")
         peer = client[0] if client else ""
         ctx = RequestContext(host="", client_ip=peer, scheme=scope.get("scheme", "http"))
-        request_id = self.request_ids.next()
+        request_id = ctx.request_id = self.request_ids.next()
         if scope["type"] == "websocket":
             send = self._observe_websocket(send, ctx)
         try:

@@ -17,6 +17,9 @@ from edgeproxy.actions import ACTIONS, BuildContext
 from edgeproxy.cache.layer import CacheSettings, CacheStats, CachingAction, site_tag
 from edgeproxy.cache.store import CacheStore
 from edgeproxy.config.models import RulesConfig
+from edgeproxy.edge.handlers import HandlerModule
+from edgeproxy.edge.host import EdgeHost, limits
+from edgeproxy.edge.route import HandlerAction
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.headers import Networks, TrustedProxies
 from edgeproxy.proxy.upstreams import UpstreamPool
@@ -45,10 +48,15 @@ def build_runtime(
     hosting: SiteHosting,
     cache_store: CacheStore,
     cache_stats: CacheStats,
+    edge: EdgeHost,
+    handlers: Mapping[int, HandlerModule],
     version: int,
     digest: str,
 ) -> Runtime:
-    """Compile `config` (already validated by the loader) into a runtime."""
+    """Compile `config` (already validated by the loader) into a runtime.
+
+    `handlers` are the loaded `handler:` modules by route index (edgeproxy.edge.loader).
+    """
     trusted = TrustedProxies(config.server.trusted_proxies)
     build = BuildContext(
         server=config.server,
@@ -77,6 +85,17 @@ def build_runtime(
             # A site's cached pages are purged when the site publishes (app.py).
             tags = frozenset({site_tag(route.config.site)} if route.config.site else ())
             action = CachingAction(action, settings, cache_store, cache_stats, tags)
+        handler = route.config.handler
+        if handler is not None:
+            # Outside the cache: the handler sees every request, hits included.
+            action = HandlerAction(
+                action,
+                handlers[route.index],
+                edge.runner,
+                edge.route_env(handler.env),
+                limits(handler),
+                route.name,
+            )
         route.payload = action
     return Runtime(
         config=config,

@@ -33,6 +33,9 @@ _RESPONSE_408 = (
 )
 
 
+_LINGER_SECONDS = 2.0
+
+
 class RequestRejected(Exception):
     """Raised inside a parser callback; httptools turns it into a parser error."""
 
@@ -97,7 +100,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self.transport is not None and not self.transport.is_closing():
             logger.info("closing connection from %s: headers not received in time", self.client)
             self.transport.write(_RESPONSE_408)
-            self.transport.close()
+            # Lingering close, as nginx does: closing with the client's bytes still unread
+            # sends a reset that can destroy the 408 before the client reads it. Stop
+            # writing, ignore what else arrives, and close a moment later.
+            self.transport.write_eof()
+            self.header_timeout = 0.0
+            self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
 
 class _HeadCoalescer:

@@ -26,7 +26,7 @@ def test_check_accepts_the_shipped_rules() -> None:
     result = edgeproxy("check", "rules.yaml")
     assert result.returncode == 0, result.stderr
     assert "rules.yaml: OK" in result.stdout
-    assert "4 route(s)" in result.stdout
+    assert "5 route(s)" in result.stdout
 
 
 def test_check_lists_every_error_with_line_and_path(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from typing import IO, Any
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import Site
 from edgeproxy.exceptions import EdgeError
+from edgeproxy.sites.functions import FUNCTIONS_DIR, check_functions, include_project_functions
 from edgeproxy.sites.hosting import rules_warnings
 from edgeproxy.sites.store import (
     DEPLOY_ID,
@@ -258,6 +259,13 @@ class Builder:
             raise BuildFailed(f"build output {build.output!r} is not a directory of the checkout")
         try:
             files = import_tree(self.blobs, output)
+            functions = include_project_functions(checkout, output)
+            if functions is not None:
+                self.say("adding functions/ from the project root")
+                imported = import_tree(self.blobs, functions)
+                files.update(
+                    {f"{FUNCTIONS_DIR}/{path}": digest for path, digest in imported.items()}
+                )
         except (StoreError, OSError) as exc:
             raise BuildFailed(f"cannot publish {build.output!r}: {exc}") from exc
         if not files:
@@ -272,6 +280,10 @@ class Builder:
             warnings=warnings,
             deploy_id=self.deploy_id,
         )
+        try:
+            check_functions(self.store, deployment)
+        except StoreError as exc:
+            raise BuildFailed(str(exc)) from exc
         self.store.publish(deployment, self.site.production_branch)
         self.store.prune(self.site.retention)
         for warning in warnings:

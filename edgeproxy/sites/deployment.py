@@ -1,4 +1,5 @@
-"""Serving one deployment: `_redirects` first, then static files, `_headers` on the way out."""
+"""Serving one deployment: its functions first (when it has any), then `_redirects`, then
+static files, `_headers` on the way out."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from urllib.parse import unquote, urlsplit
 
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext
+from edgeproxy.edge.host import EdgeHost
 from edgeproxy.responses import send_bytes
+from edgeproxy.sites.functions import DeploymentFunctions, has_functions, request_path
 from edgeproxy.sites.headers import HeaderChanges, HeaderRules
 from edgeproxy.sites.redirects import RedirectMatch, RedirectRules
 from edgeproxy.sites.static import StaticFiles
 from edgeproxy.sites.store import Deployment
-from edgeproxy.types import Headers, Receive, Scope, Send
+from edgeproxy.types import ASGIApp, Headers, Receive, Scope, Send
 
 NOINDEX = (b"x-robots-tag", b"noindex")
 _HEADER_CACHE_SIZE = 4096
@@ -33,9 +36,22 @@ def _read(root: Path, name: str) -> str:
 class LiveDeployment:
     """A deployment loaded for serving: its file index and compiled rules files."""
 
-    def __init__(self, meta: Deployment, root: Path, site: Site, proxy: ProxyTo) -> None:
+    def __init__(
+        self,
+        meta: Deployment,
+        root: Path,
+        site: Site,
+        proxy: ProxyTo,
+        edge: EdgeHost | None = None,
+    ) -> None:
         self.meta = meta
         self.proxy = proxy
+        self.preview_build = meta.branch != site.production_branch
+        self.functions = (
+            DeploymentFunctions(root, meta.id, meta.site, site, edge, self._assets_binding)
+            if edge is not None and has_functions(root)
+            else None
+        )
         self.static = StaticFiles(root, immutable_paths=site.immutable_paths)
         self.dialect = site.redirects_dialect
         self.redirects, redirect_warnings = RedirectRules.parse(
@@ -57,6 +73,65 @@ class LiveDeployment:
         ctx: RequestContext,
     ) -> None:
         """Answer `path` (normalized, still percent-encoded) from this deployment."""
+        if self.functions is not None:
+            downstream = self._assets_app(scope, path, host, preview, ctx)
+            # Functions see their deployment's environment, whichever host reached it: a
+            # production-branch deployment is production even at its preview alias.
+            ran = await self.functions.run(
+                scope, receive, send, path=path, preview=self.preview_build, ctx=ctx,
+                downstream=downstream,
+            )  # fmt: skip
+            if ran:
+                return
+        await self.serve_assets(
+            scope, receive, send, path=path, host=host, preview=preview, ctx=ctx
+        )
+
+    def _assets_app(
+        self, original: Scope, path: str, host: str, preview: bool, ctx: RequestContext
+    ) -> ASGIApp:
+        """The deployment without its functions, as an ASGI app: what `ctx.next()` and
+        `env.ASSETS` reach. A request the handler rewrote is served by its own path; the
+        original keeps `path`, which a mounted site has already stripped of its prefix."""
+
+        async def assets(scope: Scope, receive: Receive, send: Send) -> None:
+            raw = scope.get("raw_path")
+            own = path if raw is None or raw == original.get("raw_path") else request_path(scope)
+            await self.serve_assets(
+                scope, receive, send, path=own, host=host, preview=preview, ctx=ctx
+            )
+
+        return assets
+
+    def _assets_binding(self, preview: bool) -> ASGIApp:
+        """`env.ASSETS`: the static side for any request a handler makes up."""
+
+        async def assets(scope: Scope, receive: Receive, send: Send) -> None:
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            ctx = RequestContext(host=host, client_ip="", scheme=scope.get("scheme", "http"))
+            await self.serve_assets(
+                scope, receive, send, path=request_path(scope), host=host, preview=preview,
+                ctx=ctx,
+            )  # fmt: skip
+
+        return assets
+
+    def close(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
+
+    async def serve_assets(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        path: str,
+        host: str,
+        preview: bool,
+        ctx: RequestContext,
+    ) -> None:
+        """`_redirects`, then static files."""
         redirect = (
             self.redirects.match(host, path, scope["query_string"]) if len(self.redirects) else None
         )

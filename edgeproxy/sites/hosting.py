@@ -25,9 +25,11 @@ from pathlib import Path
 
 from edgeproxy.config.models import PreviewProtection, Site
 from edgeproxy.context import RequestContext
+from edgeproxy.edge.host import EdgeHost
 from edgeproxy.exceptions import NotFound
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.deployment import LiveDeployment, ProxyTo
+from edgeproxy.sites.functions import check_functions
 from edgeproxy.sites.headers import HeaderRules
 from edgeproxy.sites.redirects import RedirectRules
 from edgeproxy.sites.store import (
@@ -95,6 +97,8 @@ class SiteHosting:
         self._hosts: dict[str, str] = {}
         self._preview_domains: dict[str, list[str]] = {}
         self._loaded: OrderedDict[str, LiveDeployment] = OrderedDict()
+        # Set by the app: runs deployments' functions (none without it).
+        self.edge: EdgeHost | None = None
         self._seen_aliases: dict[str, int] = {}
 
     def configure(self, sites: Mapping[str, Site]) -> None:
@@ -111,7 +115,12 @@ class SiteHosting:
         for name, site in sites.items():
             domains.setdefault(site.preview_domain.lower(), []).append(name)
         self._preview_domains = domains
-        self._loaded.clear()
+        # Site settings (env, limits) may have changed: serve from freshly loaded deployments.
+        self._retire_all()
+
+    def _retire_all(self) -> None:
+        while self._loaded:
+            self._loaded.popitem(last=False)[1].close()
 
     def publish_sources(self) -> None:
         """Publish each site's `source` directory if the site has no production deployment."""
@@ -122,13 +131,17 @@ class SiteHosting:
             if not source.is_dir():
                 logger.warning("site %s: source %s is not a directory", name, source)
                 continue
-            deployment = self.deploy_directory(
-                name,
-                source,
-                branch=site.production_branch,
-                message="published from source",
-                origin="source",
-            )
+            try:
+                deployment = self.deploy_directory(
+                    name,
+                    source,
+                    branch=site.production_branch,
+                    message="published from source",
+                    origin="source",
+                )
+            except StoreError as exc:
+                logger.error("site %s: %s is not published: %s", name, source, exc)
+                continue
             logger.info("site %s: published %s as %s", name, source, deployment.short_id)
 
     # host resolution (hot path)
@@ -164,10 +177,12 @@ class SiteHosting:
             meta = store.deployment(deploy_id)
         except StoreError:
             return None
-        loaded = LiveDeployment(meta, store.deployment_dir(deploy_id), self.sites[site], self.proxy)
+        loaded = LiveDeployment(
+            meta, store.deployment_dir(deploy_id), self.sites[site], self.proxy, self.edge
+        )
         self._loaded[deploy_id] = loaded
         if len(self._loaded) > _LOADED_LIMIT:
-            self._loaded.popitem(last=False)
+            self._loaded.popitem(last=False)[1].close()
         return loaded
 
     async def serve(
@@ -298,6 +313,7 @@ class SiteHosting:
         deployment = store.create(
             files, branch=branch, commit=commit, message=message, origin=origin, warnings=warnings
         )
+        check_functions(store, deployment)
         store.publish(deployment, config.production_branch)
         store.prune(config.retention)
         self._aliases[site].refresh()

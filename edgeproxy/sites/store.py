@@ -321,6 +321,17 @@ class SiteStore:
             changes[PRODUCTION] = deployment.id
         return self.set_aliases(changes)
 
+    def discard(self, deploy_id: str) -> None:
+        """Delete a deployment no alias names (one that failed its checks after creation)."""
+        if deploy_id in self.aliases().values():
+            raise StoreError(f"deployment {deploy_id[:8]} is aliased; it cannot be discarded")
+        self._remove(deploy_id)
+
+    def _remove(self, deploy_id: str) -> None:
+        # Metadata first: without it the directory is already invisible.
+        (self.deploys / f"{deploy_id}.json").unlink(missing_ok=True)
+        shutil.rmtree(self.deploys / deploy_id, ignore_errors=True)
+
     def prune(self, keep_per_branch: int) -> list[str]:
         """Delete deployments beyond the newest `keep_per_branch` of each branch, unless aliased."""
         pinned = set(self.aliases().values())
@@ -329,9 +340,7 @@ class SiteStore:
         for deployment in self.deployments():
             seen[deployment.branch] = seen.get(deployment.branch, 0) + 1
             if seen[deployment.branch] > keep_per_branch and deployment.id not in pinned:
-                # Metadata first: without it the directory is already invisible.
-                (self.deploys / f"{deployment.id}.json").unlink(missing_ok=True)
-                shutil.rmtree(self.deploys / deployment.id, ignore_errors=True)
+                self._remove(deployment.id)
                 removed.append(deployment.id)
         return removed
 

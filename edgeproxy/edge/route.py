@@ -1,0 +1,93 @@
+"""`handler:` on a route: a Python function run as middleware around the route's action.
+
+The handler sees the request before the cache and the action (proxy, site, redirect or
+respond); `await ctx.next()` runs them and hands back their response. Its output goes to
+the log hub under `route:<route name>`.
+"""
+
+from __future__ import annotations
+
+from edgeproxy.actions import Action
+from edgeproxy.context import RequestContext
+from edgeproxy.edge.env import Env
+from edgeproxy.edge.handlers import Chain, HandlerModule
+from edgeproxy.edge.host import PRODUCTION
+from edgeproxy.edge.runner import EdgeRunner, HandlerLimits
+from edgeproxy.exceptions import BadRequest
+from edgeproxy.routing.paths import RequestPath, parse_path
+from edgeproxy.routing.table import RouteMatch
+from edgeproxy.types import Receive, Scope, Send
+
+
+def hub_key(route_name: str) -> str:
+    return f"route:{route_name}"
+
+
+class HandlerAction:
+    """Runs the route's handler; its `ctx.next()` reaches the wrapped action."""
+
+    def __init__(
+        self,
+        inner: Action,
+        module: HandlerModule,
+        runner: EdgeRunner,
+        env: Env,
+        limits: HandlerLimits,
+        route_name: str,
+    ) -> None:
+        self.inner = inner
+        self.module = module
+        self.runner = runner
+        self.env = env
+        self.limits = limits
+        self.hub = hub_key(route_name)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        found = self.module.chain(scope["method"])
+        if found is None:
+            await self.inner(scope, receive, send, match, path, ctx)
+            return
+        chain = Chain(found.middlewares, found.handler, dict(match.params))
+
+        async def downstream(inner_scope: Scope, inner_receive: Receive, inner_send: Send) -> None:
+            # A handler may pass on a rewritten request: route the action by its path.
+            raw = inner_scope.get("raw_path")
+            inner_path = path if raw is None or raw == scope.get("raw_path") else parse_path(raw)
+            await self.inner(inner_scope, inner_receive, inner_send, match, inner_path, ctx)
+
+        status = await self.runner.run(
+            scope,
+            receive,
+            send,
+            chain,
+            env=self.env,
+            environment=PRODUCTION,
+            request_id=ctx.request_id,
+            site=self.hub,
+            downstream=downstream,
+            limits=self.limits,
+        )
+        ctx.status = status
+
+    async def websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+    ) -> None:
+        """Handlers see HTTP requests only; a WebSocket goes to the wrapped action."""
+        upgrade = getattr(self.inner, "websocket", None)
+        if upgrade is None:
+            raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
+        await upgrade(scope, receive, send, match, path, ctx)
