@@ -103,6 +103,7 @@ class EdgeApp:
             self.config_path,
             self.cache,
             ObjectsAdmin(lambda: self.objects),
+            self.handler_logs,
         )
         git = GitBackend(
             lambda: self.state_dir / "git",

@@ -24,18 +24,19 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from edgeproxy.admin.objects import OPENAPI_PATHS as OBJECT_PATHS
 from edgeproxy.admin.objects import ObjectsAdmin
 from edgeproxy.cache.layer import cache_key_for_url
 from edgeproxy.cache.store import CacheStore
+from edgeproxy.edge.logs import LogHub
 from edgeproxy.sites.builds import (
     PUBLIC_PORT_ENV,
     PUBLIC_SCHEME_ENV,
@@ -74,7 +75,9 @@ class AdminAPI:
         config_path: Path,
         cache: CacheStore,
         objects: ObjectsAdmin,
+        logs: LogHub,
     ) -> None:
+        self.logs = logs
         self.cache = cache
         self.hosting = hosting
         self.token = token
@@ -87,6 +90,7 @@ class AdminAPI:
                 Route(f"{prefix}/openapi.json", self.openapi, methods=["GET"]),
                 Route(f"{prefix}/sites", self.sites, methods=["GET"]),
                 Route(f"{prefix}/cache/purge", self.purge, methods=["POST"]),
+                Route(f"{prefix}/logs", self.handler_logs, methods=["GET"]),
                 Route(f"{prefix}/sites/{{site}}/deploys", self.deployments, methods=["GET"]),
                 Route(f"{prefix}/sites/{{site}}/deploys", self.start_deploy, methods=["POST"]),
                 Route(
@@ -204,6 +208,36 @@ class AdminAPI:
         else:
             raise StoreError('give one of {"url": U}, {"prefix": U}, {"tag": T} or {"all": true}')
         return JSONResponse({"purged": purged})
+
+    async def handler_logs(self, request: Request) -> Response:
+        """Edge handlers' output: `?site=S` (its functions) or `?route=R` (a route's
+        `handler:`), `&since=EPOCH`; `&follow=1` streams new entries as NDJSON."""
+        site, route = request.query_params.get("site"), request.query_params.get("route")
+        if bool(site) == bool(route):
+            raise StoreError("give exactly one of ?site=NAME or ?route=NAME")
+        if site and site not in self.hosting().sites:
+            known = ", ".join(sorted(self.hosting().sites)) or "none"
+            raise StoreError(f"no site {site!r} (known: {known})", 404)
+        key = site or f"route:{route}"
+        try:
+            since = float(request.query_params.get("since") or 0) or None
+        except ValueError as exc:
+            raise StoreError("since must be a number (seconds since the epoch)") from exc
+        entries = [entry.as_dict() for entry in self.logs.entries(key, since)]
+        if request.query_params.get("follow") not in ("1", "true"):
+            return JSONResponse({"entries": entries})
+        subscription = self.logs.subscribe(key)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                for entry in entries:
+                    yield json.dumps(entry).encode() + b"\n"
+                async for live in subscription:
+                    yield json.dumps(live.as_dict()).encode() + b"\n"
+            finally:
+                subscription.close()
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
 
     async def sites(self, request: Request) -> Response:
         hosting = self.hosting()
@@ -425,6 +459,12 @@ OPENAPI: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {
         "/_edge/api/sites": {"get": {"summary": "Sites with their hosts and aliases"}},
+        "/_edge/api/logs": {
+            "get": {
+                "summary": "Edge handler output (print, logging, reports) of ?site= or ?route=; "
+                "&since=EPOCH; &follow=1 streams NDJSON"
+            }
+        },
         "/_edge/api/sites/{site}/deploys": {
             "get": {"summary": "Deployments, newest first, with the aliases naming each"},
             "post": {

@@ -42,6 +42,17 @@ class AdminClient:
             raise AdminError(f"{response.status_code}: {detail}")
         return response.json()
 
+    def stream_lines(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        """GET a streamed NDJSON resource line by line, until the server ends it."""
+        try:
+            with self.http.stream("GET", path, params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise AdminError(f"{response.status_code}: {response.text}")
+                yield from (line for line in response.iter_lines() if line)
+        except httpx.TransportError as exc:
+            raise AdminError(f"cannot reach {self.server}: {exc}") from exc
+
     def text(self, path: str) -> str:
         """GET a plain-text resource (a build log)."""
         try:

@@ -8,7 +8,7 @@
     edgeproxy deployments --site S
     edgeproxy rollback    DEPLOY_ID --site S
     edgeproxy alias       ALIAS [DEPLOY_ID] --site S [--delete]
-    edgeproxy logs        DEPLOY_ID --site S
+    edgeproxy logs        --site S | --route R [--tail]     (DEPLOY_ID --site S: build log)
     edgeproxy purge       URL | --prefix URL | --tag TAG | --all
     edgeproxy objects     list | get | evict | alarm | dead-letters | audit  (see cli/objects.py)
 
@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from edgeproxy import __version__
@@ -208,11 +210,44 @@ def cmd_alias(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    def work(client: AdminClient) -> int:
-        print(client.text(f"/sites/{args.site}/deploys/{args.deploy_id}/log"), end="")
+    if args.deploy_id:
+        if not args.site:
+            print("edgeproxy: a build log needs --site", file=sys.stderr)
+            return 2
+
+        def build_log(client: AdminClient) -> int:
+            print(client.text(f"/sites/{args.site}/deploys/{args.deploy_id}/log"), end="")
+            return 0
+
+        return admin_call(args, build_log)
+    if bool(args.site) == bool(args.route):
+        print(
+            "edgeproxy: give --site S (its functions) or --route R (its handler)", file=sys.stderr
+        )
+        return 2
+    params = {"site": args.site} if args.site else {"route": args.route}
+
+    def handler_logs(client: AdminClient) -> int:
+        if not args.tail:
+            for entry in client.call("GET", "/logs", params=params)["entries"]:
+                print(format_log_entry(entry))
+            return 0
+        try:
+            for entry in client.stream_lines("/logs", {**params, "follow": "1"}):
+                print(format_log_entry(json.loads(entry)), flush=True)
+        except KeyboardInterrupt:
+            pass
         return 0
 
-    return admin_call(args, work)
+    return admin_call(args, handler_logs)
+
+
+def format_log_entry(entry: dict[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(entry["time"]))
+    return (
+        f"{when}.{int(entry['time'] % 1 * 1000):03d}Z {entry['request_id']} {entry['handler']} "
+        f"{entry['level']}: {entry['message']}"
+    )
 
 
 def cmd_git_hook(args: argparse.Namespace) -> int:
@@ -290,9 +325,15 @@ def parser() -> argparse.ArgumentParser:
     admin_options(alias)
     alias.set_defaults(func=cmd_alias)
 
-    logs = commands.add_parser("logs", help="print the build log of a deployment built from git")
-    logs.add_argument("deploy_id", metavar="DEPLOY_ID")
-    logs.add_argument("--site", required=True)
+    logs = commands.add_parser(
+        "logs", help="edge handler output of a site or route (or a deployment's build log)"
+    )
+    logs.add_argument(
+        "deploy_id", metavar="DEPLOY_ID", nargs="?", help="print this deployment's build log"
+    )
+    logs.add_argument("--site", help="the site whose functions' output to print")
+    logs.add_argument("--route", help="the route whose handler's output to print")
+    logs.add_argument("--tail", action="store_true", help="keep printing new output (Ctrl-C)")
     admin_options(logs)
     logs.set_defaults(func=cmd_logs)
 

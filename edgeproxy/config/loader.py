@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -75,6 +75,7 @@ def parse_config(
         issues += _validation_issues(exc, data, reader, filename)
     else:
         issues += _undefined_sites(config, reader.lines, filename)
+        issues += _binding_clashes(config, reader.lines, filename)
         issues += _route_ties(config, reader.lines, filename)
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
@@ -268,6 +269,43 @@ def _undefined_sites(
         if close:
             message += f"; did you mean {close[0]!r}?"
         issues.append(ConfigIssue(format_path(path), message, filename, lines.get(path)))
+    return issues
+
+
+def _binding_clashes(
+    config: RulesConfig, lines: dict[YAMLPath, int], filename: str
+) -> list[ConfigIssue]:
+    """Handler variables named like a binding (`ASSETS`, an object namespace) in the same
+    `env`: one would hide the other."""
+    namespaces = config.objects.namespaces
+    issues = []
+
+    def check(path: YAMLPath, names: Iterable[str], bindings: set[str]) -> None:
+        for name in names:
+            if name in bindings:
+                issues.append(
+                    ConfigIssue(
+                        format_path((*path, name)),
+                        f"variable {name!r} has the name of a binding handlers see in env "
+                        f"({', '.join(sorted(bindings))}); rename the variable",
+                        filename,
+                        lines.get((*path, name)),
+                    )
+                )
+
+    for site_name, site in config.sites.items():
+        bindings = {"ASSETS"} | {
+            binding
+            for binding, namespace in namespaces.items()
+            if namespace.sites is None or site_name in namespace.sites
+        }
+        for environment in ("production", "preview"):
+            variables = getattr(site.env, environment)
+            check(("sites", site_name, "env", environment), variables, bindings)
+    site_less = {binding for binding, namespace in namespaces.items() if namespace.sites is None}
+    for index, route in enumerate(config.routes):
+        if route.handler is not None:
+            check(("routes", index, "handler", "env"), route.handler.env, site_less)
     return issues
 
 

@@ -622,6 +622,34 @@ def test_empty_file_is_all_defaults(text: str) -> None:
         ),
         pytest.param(
             """
+            sites:
+              demo:
+                env:
+                  preview: {ASSETS: /static}
+            """,
+            (
+                4,
+                "sites.demo.env.preview.ASSETS",
+                "variable 'ASSETS' has the name of a binding handlers see in env (ASSETS)",
+            ),
+            id="site-variable-named-like-a-binding",
+        ),
+        pytest.param(
+            """
+            objects:
+              namespaces:
+                COUNTER: counter.py:Counter
+            routes:
+              - respond: {}
+                handler:
+                  function: auth.py:check
+                  env: {COUNTER: "3"}
+            """,
+            (8, "routes[0].handler.env.COUNTER", "variable 'COUNTER' has the name of a binding"),
+            id="route-handler-variable-named-like-a-binding",
+        ),
+        pytest.param(
+            """
             routes:
               - respond: {}
                 handler: auth.js:check
