@@ -8,7 +8,7 @@ the log hub under `route:<route name>`.
 from __future__ import annotations
 
 from edgeproxy.actions import Action
-from edgeproxy.context import RequestContext
+from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain, HandlerModule
 from edgeproxy.edge.host import PRODUCTION
@@ -63,10 +63,12 @@ class HandlerAction:
             inner_path = path if raw is None or raw == scope.get("raw_path") else parse_path(raw)
             await self.inner(inner_scope, inner_receive, inner_send, match, inner_path, ctx)
 
+        # The action counts what it hands the handler; the client gets what the handler sends.
+        client_ctx = RequestContext(host=ctx.host, client_ip=ctx.client_ip, scheme=ctx.scheme)
         status = await self.runner.run(
             scope,
             receive,
-            send,
+            counting_send(send, client_ctx),
             chain,
             env=self.env,
             environment=PRODUCTION,
@@ -76,6 +78,7 @@ class HandlerAction:
             limits=self.limits,
         )
         ctx.status = status
+        ctx.bytes_sent = client_ctx.bytes_sent
 
     async def websocket(
         self,

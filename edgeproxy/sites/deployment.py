@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from edgeproxy.config.models import Site
-from edgeproxy.context import RequestContext
+from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.functions import DeploymentFunctions, has_functions, request_path
@@ -73,6 +73,7 @@ class LiveDeployment:
         ctx: RequestContext,
     ) -> None:
         """Answer `path` (normalized, still percent-encoded) from this deployment."""
+        send = counting_send(send, ctx)
         if self.functions is not None:
             downstream = self._assets_app(scope, path, host, preview, ctx)
             # Functions see their deployment's environment, whichever host reached it: a

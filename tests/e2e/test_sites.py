@@ -82,6 +82,16 @@ def test_source_is_published_as_production(edge: Edge) -> None:
     assert client.get("/").text == "not a site"
 
 
+def test_access_log_counts_the_bytes_of_static_and_function_responses(edge: Edge) -> None:
+    client = edge.client()
+    page = client.get("/about", headers=host(edge, "demo.localhost"))
+    api = client.get("/api/missing", headers=host(edge, "demo.localhost"))
+    assert (page.status_code, api.status_code) == (200, 404)
+    logged = {entry["path"]: entry["bytes"] for entry in edge.access_log(2)}
+    assert logged["/about"] == len(page.content) > 0
+    assert logged["/api/missing"] == len(api.content) > 0
+
+
 def test_deploy_branches_preview_production_and_rollback(edge: Edge, tmp_path: Path) -> None:
     client = edge.client()
     feature = cli(
