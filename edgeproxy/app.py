@@ -34,9 +34,10 @@ from edgeproxy.edge.loader import RouteHandlers
 from edgeproxy.edge.logs import LogHub
 from edgeproxy.edge.metrics import HandlerStats
 from edgeproxy.edge.reports import InvocationReports
+from edgeproxy.edge.route import load_route_handlers
 from edgeproxy.edge.runner import EdgeRunner
 from edgeproxy.edge.watchdog import LoopWatchdog
-from edgeproxy.exceptions import ConfigError, ConfigIssue, HandlerLoadError, ObjectError
+from edgeproxy.exceptions import ConfigError, ConfigIssue, ObjectError
 from edgeproxy.gateway import Gateway
 from edgeproxy.internal import InternalApp
 from edgeproxy.metrics import Metrics
@@ -224,7 +225,7 @@ class EdgeApp:
         self._objects_config = config
         if not config.namespaces:
             return
-        namespaces = load_namespaces(config, self.config_path.parent)
+        namespaces = load_namespaces(config, self.config_path)
         system = ObjectSystem(object_settings(config, state_dir), namespaces)
         try:
             await system.start()
@@ -281,21 +282,7 @@ class EdgeApp:
 
     def _load_handlers(self, config: RulesConfig) -> dict[int, HandlerModule]:
         """Import every route's `handler:`; a failing one fails the whole (re)load."""
-        loader = RouteHandlers(self.config_path.parent)
-        handlers: dict[int, HandlerModule] = {}
-        issues = []
-        for index, route in enumerate(config.routes):
-            if route.handler is None:
-                continue
-            try:
-                handlers[index] = loader.load(route.handler.function)
-            except HandlerLoadError as exc:
-                issues.append(
-                    ConfigIssue(f"routes[{index}].handler", str(exc), str(self.config_path))
-                )
-        if issues:
-            loader.close()
-            raise ConfigError(issues)
+        loader, handlers = load_route_handlers(config, self.config_path)
         previous, self._route_handlers = self._route_handlers, loader
         if previous is not None:
             previous.close()

@@ -72,6 +72,24 @@ def test_serve_refuses_an_invalid_config_before_listening(tmp_path: Path) -> Non
     assert "origin 'missing' is not defined" in result.stderr
 
 
+def test_check_imports_handlers_and_object_classes(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("async def check(request, env, ctx):\n    return 1 +\n")
+    (tmp_path / "obj.py").write_text("class Counter:\n    pass\n")
+    config = tmp_path / "rules.yaml"
+    config.write_text(
+        "routes:\n  - respond: {}\n    handler: bad.py:check\n"
+        "objects:\n  namespaces:\n    COUNTER: obj.py:Counter\n"
+    )
+    result = edgeproxy("check", str(config))
+    assert result.returncode == 1
+    assert "routes[0].handler: bad.py: could not be loaded" in result.stderr
+    assert 'bad.py", line 2' in result.stderr
+    assert "SyntaxError" in result.stderr
+    assert "objects.namespaces.COUNTER.class: obj.py: Counter must be a class subclassing" in (
+        result.stderr
+    )
+
+
 def test_serve_refuses_several_workers_with_durable_objects(tmp_path: Path) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text("objects:\n  namespaces:\n    COUNTER: counter.py:Counter\n")

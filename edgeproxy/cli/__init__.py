@@ -32,9 +32,11 @@ from urllib.parse import urlsplit
 from edgeproxy import __version__
 from edgeproxy.admin.client import AdminClient
 from edgeproxy.cli import objects
-from edgeproxy.cli.common import admin_call, admin_options, load_or_report, table
+from edgeproxy.cli.common import admin_call, admin_options, load_or_report, report_issues, table
 from edgeproxy.config.loader import config_json_schema
-from edgeproxy.exceptions import BadRequest
+from edgeproxy.edge.route import load_route_handlers
+from edgeproxy.exceptions import BadRequest, ConfigError
+from edgeproxy.objects.config import load_namespaces
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.routing.table import CompiledRoute, RouteTable
 
@@ -83,10 +85,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_or_report(args.file)
     if config is None:
         return 1
+    # Handlers and object classes are code: importing them is part of checking the file.
+    issues = []
+    try:
+        loader, _ = load_route_handlers(config, Path(args.file).absolute())
+        loader.close()
+    except ConfigError as exc:
+        issues += exc.issues
+    try:
+        load_namespaces(config.objects, Path(args.file).absolute())
+    except ConfigError as exc:
+        issues += exc.issues
+    if issues:
+        report_issues(args.file, ConfigError(issues))
+        return 1
     print(f"{args.file}: OK")
     print(f"  listen {config.server.listen}, state dir {config.server.state_dir}")
     print(f"  {len(config.origins)} origin(s): {', '.join(config.origins) or '-'}")
     print(f"  {len(config.routes)} route(s)")
+    if config.objects.namespaces:
+        print(f"  {len(config.objects.namespaces)} object namespace(s)")
     return 0
 
 

@@ -18,11 +18,15 @@ def load_or_report(path: str) -> RulesConfig | None:
     except FileNotFoundError:
         print(f"{path}: no such file", file=sys.stderr)
     except ConfigError as exc:
-        count = len(exc.issues)
-        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
+        report_issues(path, exc)
     return None
+
+
+def report_issues(path: str, error: ConfigError) -> None:
+    count = len(error.issues)
+    print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+    for issue in error.issues:
+        print(f"  {issue}", file=sys.stderr)
 
 
 def admin_client(args: argparse.Namespace) -> AdminClient:

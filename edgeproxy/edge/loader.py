@@ -6,6 +6,7 @@ error fails that load with the file and its traceback instead of failing the fir
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import traceback
@@ -25,10 +26,11 @@ from edgeproxy.exceptions import HandlerLoadError
 logger = logging.getLogger("edgeproxy.edge")
 
 _OWN_FILES = str(Path(__file__).resolve().parent)
+_IMPORTLIB = str(Path(importlib.__file__).resolve().parent)
 
 
 def _user_frame(filename: str) -> bool:
-    return not filename.startswith(("<frozen", _OWN_FILES))
+    return not filename.startswith(("<frozen", _OWN_FILES, _IMPORTLIB))
 
 
 def format_load_error(exc: BaseException) -> str:

@@ -7,16 +7,43 @@ the log hub under `route:<route name>`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgeproxy.actions import Action
+from edgeproxy.config.models import RulesConfig
 from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain, HandlerModule
 from edgeproxy.edge.host import PRODUCTION
+from edgeproxy.edge.loader import RouteHandlers
 from edgeproxy.edge.runner import EdgeRunner, HandlerLimits
-from edgeproxy.exceptions import BadRequest
+from edgeproxy.exceptions import BadRequest, ConfigError, ConfigIssue, HandlerLoadError
 from edgeproxy.routing.paths import RequestPath, parse_path
 from edgeproxy.routing.table import RouteMatch
 from edgeproxy.types import Receive, Scope, Send
+
+
+def load_route_handlers(
+    config: RulesConfig, config_path: Path
+) -> tuple[RouteHandlers, dict[int, HandlerModule]]:
+    """Import every route's `handler:` (by route index); ConfigError lists each that fails.
+
+    The caller closes the returned loader once the config it belongs to stops serving.
+    """
+    loader = RouteHandlers(config_path.parent)
+    handlers: dict[int, HandlerModule] = {}
+    issues = []
+    for index, route in enumerate(config.routes):
+        if route.handler is None:
+            continue
+        try:
+            handlers[index] = loader.load(route.handler.function)
+        except HandlerLoadError as exc:
+            issues.append(ConfigIssue(f"routes[{index}].handler", str(exc), str(config_path)))
+    if issues:
+        loader.close()
+        raise ConfigError(issues)
+    return loader, handlers
 
 
 def hub_key(route_name: str) -> str:

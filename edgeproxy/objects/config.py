@@ -37,8 +37,10 @@ def object_settings(config: ObjectsConfig, state_dir: Path) -> ObjectSettings:
     )
 
 
-def load_namespaces(config: ObjectsConfig, config_dir: Path) -> list[NamespaceSpec]:
-    """Import every namespace's class; raise ConfigError naming each one that fails."""
+def load_namespaces(config: ObjectsConfig, config_path: Path) -> list[NamespaceSpec]:
+    """Import every namespace's class (paths relative to the config file's directory);
+    raise ConfigError naming each one that fails."""
+    config_dir = config_path.parent
     specs: list[NamespaceSpec] = []
     issues: list[ConfigIssue] = []
     for binding, namespace in config.namespaces.items():
@@ -46,7 +48,7 @@ def load_namespaces(config: ObjectsConfig, config_dir: Path) -> list[NamespaceSp
         try:
             specs.append(NamespaceSpec(binding, _load_class(namespace.class_, config_dir)))
         except _LoadFailure as exc:
-            issues.append(ConfigIssue(where, str(exc)))
+            issues.append(ConfigIssue(where, str(exc), str(config_path)))
     if issues:
         raise ConfigError(issues)
     return specs
@@ -76,9 +78,14 @@ def _load_class(spec: str, config_dir: Path) -> type[DurableObject]:
         raise _LoadFailure(f"{file} could not be loaded:\n{detail}") from exc
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
-        found = type(cls).__name__ if cls is not None else "nothing"
+        if cls is None:
+            found = f"no {name} in the module"
+        elif isinstance(cls, type):
+            found = f"class {name} does not subclass it"
+        else:
+            found = f"{name} is a {type(cls).__name__}"
         raise _LoadFailure(
             f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject "
-            f"(found {found})"
+            f"({found})"
         )
     return cls
