@@ -1,8 +1,9 @@
 """The named benchmark scenarios.
 
 A scenario is a generator registered with `@scenario(name, label)`: it starts what it needs
-through `Bench`, yields the URL wrk should load, and everything it started stops when the
-run is over. A new one is a few lines, e.g. edgeproxy serving a static file:
+through `Bench`, yields the URL wrk should GET (or a `Load`, bench/load.py, for another
+method, a Lua script or a check of its own before loading), and everything it started stops
+when the run is over. A new one is a few lines, e.g. edgeproxy serving a static file:
 
     @scenario("static-1k", "edgeproxy static file, 1 KiB")
     def static_1k(bench: Bench) -> Iterator[str]:
@@ -18,13 +19,16 @@ the floor compare like with like.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import objects, workerd
 from bench.floor import BODY
-from bench.servers import SERVER_CPU, BenchError, free_port, running, tail
+from bench.load import Load
+from bench.servers import SERVER_CPU, BenchError, free_port, http_get, running, tail
 
 
 @dataclass(frozen=True)
@@ -57,26 +61,54 @@ class Bench:
         ]  # fmt: skip
         return self._server(name, argv, port, "/", None)
 
-    def edgeproxy(self, name: str, rules: str) -> contextlib.AbstractContextManager[str]:
+    def edgeproxy(
+        self, name: str, rules: str, *, state: Path | None = None, kill: bool = False
+    ) -> contextlib.AbstractContextManager[str]:
         """Run `python -m edgeproxy serve` with `rules` as rules.yaml (`{origin}` in it
-        becomes the nginx URL, `{tmp}` the scratch directory). The block gets the base URL."""
+        becomes the nginx URL, `{tmp}` the scratch directory) and `state` as its state
+        directory (default: one of its own). `kill` stops it with SIGKILL rather than
+        SIGTERM. The block gets the base URL."""
         port = free_port()
         config = self.tmp / f"{name}.rules.yaml"
         config.write_text(rules.format(origin=self.origin, tmp=self.tmp))
         argv = [
             sys.executable, "-m", "edgeproxy", "serve", "--config", str(config),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--state-dir", str(self.tmp / f"{name}.state"),
+            "--state-dir", str(state or self.tmp / f"{name}.state"),
         ]  # fmt: skip
-        return self._server(name, argv, port, "/_edge/health", None)
+        return self._server(name, argv, port, "/_edge/health", None, kill)
+
+    def workerd(
+        self, name: str, binary: Path, directory: Path, *, kill: bool = False
+    ) -> contextlib.AbstractContextManager[str]:
+        """Run workerd with the counter config (bench/workerd.py) in `directory`, its
+        objects stored there; `kill` as for edgeproxy. The block gets the base URL."""
+        port = free_port()
+        argv = [str(binary), "serve", str(workerd.config(directory, port))]
+        return self._server(name, argv, port, "/", None, kill)
 
     @contextlib.contextmanager
     def _server(
-        self, name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None,
+        kill: bool = False,
     ) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         log = self.tmp / f"{name}.log"
-        with running(name, argv, cpu=SERVER_CPU, ready_url=base + ready_path, log=log, env=env):
+        stop_signal = signal.SIGKILL if kill else signal.SIGTERM
+        with running(
+            name,
+            argv,
+            cpu=SERVER_CPU,
+            ready_url=base + ready_path,
+            log=log,
+            env=env,
+            stop_signal=stop_signal,
+        ):
             try:
                 yield base
             except BenchError as exc:
@@ -87,18 +119,18 @@ class Bench:
 class Scenario:
     name: str
     label: str
-    start: Callable[[Bench], contextlib.AbstractContextManager[str]]
+    start: Callable[[Bench], contextlib.AbstractContextManager[str | Load]]
 
 
 SCENARIOS: dict[str, Scenario] = {}
+Generator = Callable[[Bench], Iterator[str]] | Callable[[Bench], Iterator[Load]]
 
 
-def scenario(
-    name: str, label: str
-) -> Callable[[Callable[[Bench], Iterator[str]]], Callable[[Bench], Iterator[str]]]:
-    """Register a generator `fn(bench)` that starts a server and yields the URL to load."""
+def scenario(name: str, label: str) -> Callable[[Generator], Generator]:
+    """Register a generator `fn(bench)` that starts a server and yields the URL to load
+    with GET, or a `Load` (bench/load.py) for anything else."""
 
-    def register(fn: Callable[[Bench], Iterator[str]]) -> Callable[[Bench], Iterator[str]]:
+    def register(fn: Generator) -> Generator:
         SCENARIOS[name] = Scenario(name, label, contextlib.contextmanager(fn))
         return fn
 
@@ -201,6 +233,68 @@ def static_100k(bench: Bench) -> Iterator[str]:
         yield base + "/100k.txt"
 
 
+FUNCTION_RULES = """\
+server:
+  access_log: false
+sites:
+  bench:
+    source: {tmp}/function-site
+routes:
+  - match: {{path: /}}
+    site: bench
+"""
+
+HELLO_FUNCTION = """\
+from starlette.responses import Response
+
+
+async def on_request_get(request, env, ctx):
+    return Response(b"x" * 1024, media_type="application/octet-stream")
+"""
+
+
+@scenario("function", "edgeproxy site function (functions/hello.py) answering 1 KiB")
+def function(bench: Bench) -> Iterator[Load]:
+    site = bench.tmp / "function-site"
+    (site / "functions").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>bench</h1>")
+    (site / "functions" / "hello.py").write_text(HELLO_FUNCTION)
+    with bench.edgeproxy("function", FUNCTION_RULES) as base:
+        yield Load(base + "/hello", probe=lambda: _expect_body(base + "/hello", b"x" * 1024))
+
+
+def _expect_body(url: str, body: bytes) -> None:
+    """A 200 with `body`: the site answers unknown paths with its index.html too, so a 200
+    alone does not show that the function ran."""
+    status, got = http_get(url)
+    if status != 200 or got != body:
+        raise BenchError(
+            f"GET {url} answered {status} with {got[:80]!r} ({len(got)} bytes), "
+            f"not the function's {len(body)} bytes"
+        )
+
+
+# Each edgeproxy counter scenario runs with its workerd twin in the same run (run.py).
+@scenario("counter-1", "edgeproxy durable-object counter, one object, POST")
+def counter_1(bench: Bench) -> Iterator[Load]:
+    yield from objects.edgeproxy_counter(bench, "counter-1", 1)
+
+
+@scenario("counter-1000", "edgeproxy durable-object counter, 1,000 objects, POST")
+def counter_1000(bench: Bench) -> Iterator[Load]:
+    yield from objects.edgeproxy_counter(bench, "counter-1000", 1000)
+
+
+@scenario("workerd-counter-1", f"workerd {workerd.VERSION} counter, one object, POST")
+def workerd_counter_1(bench: Bench) -> Iterator[Load]:
+    yield from objects.workerd_counter(bench, "workerd-counter-1", 1)
+
+
+@scenario("workerd-counter-1000", f"workerd {workerd.VERSION} counter, 1,000 objects, POST")
+def workerd_counter_1000(bench: Bench) -> Iterator[Load]:
+    yield from objects.workerd_counter(bench, "workerd-counter-1000", 1000)
+
+
 DEFAULT = [
     "floor",
     "floor-granian",
@@ -210,4 +304,7 @@ DEFAULT = [
     "static-1k",
     "static-100k",
     "cache-hit",
+    "function",
+    "counter-1",
+    "counter-1000",
 ]

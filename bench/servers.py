@@ -41,10 +41,16 @@ def free_port() -> int:
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    return http_request("GET", url, timeout)
+
+
+def http_request(method: str, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One request without a body on a new connection: (status, body)."""
     parts = urllib.parse.urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
-        conn.request("GET", parts.path or "/")
+        conn.request(method, target)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -68,9 +74,11 @@ def running(
     ready_url: str,
     log: Path,
     env: dict[str, str] | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` pinned to `cpu` until the block exits; raise BenchError if it exits or
-    does not answer 200 on `ready_url` within READY_TIMEOUT seconds."""
+    """Run `argv` pinned to `cpu` until the block exits, then stop it with `stop_signal`;
+    raise BenchError if it exits or does not answer 200 on `ready_url` within
+    READY_TIMEOUT seconds."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             ["taskset", "-c", cpu, *argv],
@@ -86,7 +94,7 @@ def running(
         wait_ready(name, proc, ready_url, log)
         yield proc
     finally:
-        stop(proc)
+        stop(proc, stop_signal)
         RUNNING.discard(proc.pid)
 
 
@@ -114,13 +122,13 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], url: str, log: Path) ->
     )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group; SIGKILL it if it has not exited after STOP_TIMEOUT."""
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
+    """Send `sig` to the process group; SIGKILL it if it has not exited after STOP_TIMEOUT."""
     if proc.poll() is not None:
         return
     # Each server runs in its own session, so its group id is its pid.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
