@@ -35,7 +35,7 @@ CRASH_SECONDS = 2
 CRASH_CONNECTIONS = 64
 
 COUNTER_RULES = """\
-server: {{access_log: false}}
+server: {{access_log: false, handler_reports: false}}
 sites:
   counter:
     source: {tmp}/counter-site

@@ -236,6 +236,7 @@ def static_100k(bench: Bench) -> Iterator[str]:
 FUNCTION_RULES = """\
 server:
   access_log: false
+  handler_reports: false   # per-request output, off like the access log
 sites:
   bench:
     source: {tmp}/function-site

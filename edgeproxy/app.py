@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -91,9 +92,8 @@ class EdgeApp:
         self.metrics.registry.register(handler_stats)
         self.handler_logs = LogHub()
         self.watchdog = LoopWatchdog(handler_stats)
-        self.runner = EdgeRunner(
-            InvocationReports(self.handler_logs, handler_stats), self.handler_logs, self.watchdog
-        )
+        self.reports = InvocationReports(self.handler_logs, handler_stats)
+        self.runner = EdgeRunner(self.reports, self.handler_logs, self.watchdog)
         self._capture = OutputCapture()
         self.edge: EdgeHost | None = None
         self._route_handlers: RouteHandlers | None = None
@@ -295,6 +295,7 @@ class EdgeApp:
         added, dropped = self.registry.update(config.origins)
         version = self._runtime.version + 1 if self._runtime else 1
         self.cache.max_bytes = config.cache.max_bytes
+        self.reports.stream = sys.stderr if config.server.handler_reports else None
         hosting = self._hosting()
         hosting.configure(config.sites)
         hosting.publish_sources()

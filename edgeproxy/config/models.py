@@ -61,6 +61,11 @@ class ServerConfig(Model):
         ".edgeproxy", description="Where the server writes its state (overridden by --state-dir)."
     )
     access_log: bool = Field(True, description="Write one JSON line per request to stdout.")
+    handler_reports: bool = Field(
+        True,
+        description="Write each edge handler invocation's REPORT line to stderr (they are "
+        "always kept for `edgeproxy logs` and counted in the metrics).",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -12,13 +12,11 @@ written once that work has finished, so it is complete when it appears.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
+from typing import TextIO
 
 from edgeproxy.edge.logs import LogHub
 from edgeproxy.edge.metrics import HandlerStats
-
-report_logger = logging.getLogger("edgeproxy.edge.report")
 
 
 def hundredths_of_ms(seconds: float) -> int:
@@ -58,16 +56,28 @@ class InvocationReport:
 
 
 class InvocationReports:
-    """Writes each report to the `edgeproxy.edge.report` logger, the site's log hub entries
-    (level `REPORT`) and the handler metrics."""
+    """Writes each report to the site's log hub entries (level `REPORT`), the handler
+    metrics, and, when `stream` is set, one line on it (the server's stderr).
 
-    def __init__(self, logs: LogHub | None = None, stats: HandlerStats | None = None) -> None:
+    The stream gets a plain write, like the access log: going through `logging` measured
+    at a third of a trivial function's whole cost.
+    """
+
+    def __init__(
+        self,
+        logs: LogHub | None = None,
+        stats: HandlerStats | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
         self.logs = logs
         self.stats = stats
+        self.stream = stream
 
     def write(self, report: InvocationReport) -> None:
         line = report.line()
-        report_logger.info("%s", line)
+        if self.stream is not None:
+            self.stream.write(line + "\n")
+            self.stream.flush()
         if self.logs is not None and report.site is not None:
             self.logs.append(report.site, report.request_id, report.handler, "REPORT", line)
         if self.stats is not None:

@@ -85,7 +85,6 @@ def _load_class(spec: str, config_dir: Path) -> type[DurableObject]:
         else:
             found = f"{name} is a {type(cls).__name__}"
         raise _LoadFailure(
-            f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject "
-            f"({found})"
+            f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject ({found})"
         )
     return cls

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import logging
+import io
 
 import pytest
 
@@ -37,13 +37,12 @@ def test_report_line() -> None:
     )
 
 
-def test_reports_go_to_logger_hub_and_metrics(caplog: pytest.LogCaptureFixture) -> None:
-    logs, stats = LogHub(), HandlerStats()
-    reports = InvocationReports(logs, stats)
-    with caplog.at_level(logging.INFO, "edgeproxy.edge.report"):
-        reports.write(InvocationReport("r1", "h.py:on_request", 200, 0.001, 0, "ok", "demo"))
-        reports.write(InvocationReport("r2", "h.py:on_request", 500, 0.002, 0, "exception", None))
-    assert [r.getMessage()[:20] for r in caplog.records] == [
+def test_reports_go_to_stream_hub_and_metrics() -> None:
+    logs, stats, stream = LogHub(), HandlerStats(), io.StringIO()
+    reports = InvocationReports(logs, stats, stream)
+    reports.write(InvocationReport("r1", "h.py:on_request", 200, 0.001, 0, "ok", "demo"))
+    reports.write(InvocationReport("r2", "h.py:on_request", 500, 0.002, 0, "exception", None))
+    assert [line[:20] for line in stream.getvalue().splitlines()] == [
         "REPORT request_id=r1",
         "REPORT request_id=r2",
     ]
