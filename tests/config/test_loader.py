@@ -313,7 +313,7 @@ def test_empty_file_is_all_defaults(text: str) -> None:
                 2,
                 "server.colour",
                 "unknown key 'colour' (accepted: listen, trusted_proxies, internal_networks, "
-                "max_body_size, timeouts, state_dir, access_log)",
+                "max_body_size, timeouts, state_dir, access_log, handler_reports)",
             ),
             id="unknown-key-lists-accepted",
         ),
