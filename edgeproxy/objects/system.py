@@ -23,6 +23,7 @@ from typing import Any
 
 from edgeproxy.exceptions import (
     EdgeError,
+    ObjectError,
     ObjectNotFound,
     ObjectSettingsError,
     ObjectSystemClosed,
@@ -287,15 +288,23 @@ class ObjectSystem:
         )
         return ObjectDetail(empty, {}, None, True)
 
-    async def evict(self, id_hex: str) -> bool:
-        """Drop the live instance of `id_hex` after its writes are durable; False if none."""
+    async def evict(self, id_hex: str, grace: float = 10.0) -> bool:
+        """Drop the live instance of `id_hex` between two of its events, once its writes
+        are durable; False if it has none. An instance still busy after `grace` seconds
+        is left live (ObjectError)."""
         raw = decode_id(id_hex)
         for actor in list(self._actors.values()):
-            if actor.object_id.raw == raw:
-                if actor.storage is not None and actor.closed is None:
-                    await actor.storage.sync()
-                actor.evict()
-                return True
+            if actor.object_id.raw != raw:
+                continue
+            # Dropped mid-event, the running event would lose its storage and the next
+            # event would build a second instance beside it. Polled, as in stop().
+            deadline = time.monotonic() + grace
+            while actor.busy and actor.closed is None:
+                if time.monotonic() >= deadline:
+                    raise ObjectError(f"object {actor.label} was busy for {grace:g}s; not evicted")
+                await asyncio.sleep(0.01)
+            actor.evict()
+            return True
         return False
 
     async def run_alarm_now(self, id_hex: str) -> None:
