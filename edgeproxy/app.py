@@ -165,6 +165,19 @@ class EdgeApp:
                 return
 
     async def startup(self) -> None:
+        try:
+            await self._startup()
+        except BaseException:
+            # Whatever was opened before the failure (a config or object-class error).
+            self._capture.uninstall()
+            await self.watchdog.stop()
+            if self._session is not None:
+                await self._session.close()
+            if self.objects is not None:
+                await self.objects.stop(grace=1.0)
+            raise
+
+    async def _startup(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             auto_decompress=False,

@@ -90,6 +90,24 @@ def test_check_imports_handlers_and_object_classes(tmp_path: Path) -> None:
     )
 
 
+def test_objects_offline_refusals_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("objects:\n  jurisdictions:\n    eu: {}\n")
+    (tmp_path / "state").mkdir()
+    listing = edgeproxy(
+        "objects", "list", "--offline", "--config", str(config),
+        "--state-dir", str(tmp_path / "state"), "--jurisdiction", "mars",
+    )  # fmt: skip
+    assert listing.returncode == 1
+    assert "jurisdiction 'mars' is not configured" in listing.stderr
+    assert "Traceback" not in listing.stderr
+    audit = edgeproxy(
+        "objects", "audit", "--config", str(config), "--state-dir", str(tmp_path / "typo")
+    )
+    assert audit.returncode == 1
+    assert "no state directory at" in audit.stderr
+
+
 def test_serve_refuses_several_workers_with_durable_objects(tmp_path: Path) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text("objects:\n  namespaces:\n    COUNTER: counter.py:Counter\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +102,8 @@ class ObjectsAdmin:
         return JSONResponse({"replayed": ran})
 
     async def audit(self, request: Request, system: ObjectSystem) -> Response:
-        report = audit(system.settings)
+        # Reads every shard file: off the event loop.
+        report = await asyncio.to_thread(audit, system.settings)
         return JSONResponse(
             {
                 "ok": report.ok,

@@ -74,12 +74,20 @@ def _offline(args: argparse.Namespace) -> ObjectStore | None:
     return None if settings is None else ObjectStore(settings)
 
 
+def _refused(exc: ObjectError) -> int:
+    print(f"edgeproxy: {exc}", file=sys.stderr)
+    return 1
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.offline:
-        store = _offline(args)
-        if store is None:
-            return 1
-        records = store.list_objects(args.namespace, args.jurisdiction)
+        try:
+            store = _offline(args)
+            if store is None:
+                return 1
+            records = store.list_objects(args.namespace, args.jurisdiction)
+        except ObjectError as exc:
+            return _refused(exc)
         _print_list(
             [{**dataclasses.asdict(r), "jurisdiction": r.jurisdiction_display} for r in records]
         )
@@ -95,14 +103,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     if args.offline:
-        store = _offline(args)
-        if store is None:
-            return 1
         try:
+            store = _offline(args)
+            if store is None:
+                return 1
             found = store.get_object(args.id)
         except ObjectError as exc:
-            print(f"edgeproxy: {exc}", file=sys.stderr)
-            return 1
+            return _refused(exc)
         record = {**dataclasses.asdict(found.record)}
         record["jurisdiction"] = found.record.jurisdiction_display
         _print_detail({**record, "values": found.values, "alarm": found.alarm})
@@ -148,10 +155,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         table(rows)
 
     if args.offline:
-        store = _offline(args)
-        if store is None:
-            return 1
-        show([dataclasses.asdict(letter) for letter in store.dead_letters(args.namespace)])
+        try:
+            store = _offline(args)
+            if store is None:
+                return 1
+            letters = store.dead_letters(args.namespace)
+        except ObjectError as exc:
+            return _refused(exc)
+        show([dataclasses.asdict(letter) for letter in letters])
         return 0
 
     def work(client: AdminClient) -> int:
@@ -170,7 +181,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 1
-    report = audit(settings)
+    if not settings.state_dir.is_dir():
+        # A mistyped path must not pass as a clean audit.
+        print(f"edgeproxy: no state directory at {settings.state_dir}", file=sys.stderr)
+        return 1
+    try:
+        report = audit(settings)
+    except ObjectError as exc:
+        return _refused(exc)
     print(report.summary())
     return 0 if report.ok else 1
 

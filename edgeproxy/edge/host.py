@@ -35,9 +35,14 @@ class EdgeHost:
         self.objects = objects
         self.config = config
         if objects is not None:
-            # An object's `self.env` holds the namespaces of its scope, to reach other objects.
+            # An object's `self.env` holds every namespace of its scope (`sites:` limits
+            # which functions see a binding, not which objects), to reach other objects.
             for environment in (PRODUCTION, PREVIEW):
-                env = Env({}, self._namespaces(None, environment))
+                namespaces = {
+                    binding: objects.namespace(binding, environment)
+                    for binding in config.namespaces
+                }
+                env = Env({}, namespaces)
                 for binding in config.namespaces:
                     objects.namespace(binding, environment, env=env)
 

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 
 from edgeproxy.config.edge import ObjectsConfig
 from edgeproxy.exceptions import ConfigError, ConfigIssue
@@ -43,10 +44,12 @@ def load_namespaces(config: ObjectsConfig, config_path: Path) -> list[NamespaceS
     config_dir = config_path.parent
     specs: list[NamespaceSpec] = []
     issues: list[ConfigIssue] = []
+    # One module per file: two bindings of one class share it, module state included.
+    modules: dict[Path, ModuleType] = {}
     for binding, namespace in config.namespaces.items():
         where = f"objects.namespaces.{binding}.class"
         try:
-            specs.append(NamespaceSpec(binding, _load_class(namespace.class_, config_dir)))
+            specs.append(NamespaceSpec(binding, _load_class(namespace.class_, config_dir, modules)))
         except _LoadFailure as exc:
             issues.append(ConfigIssue(where, str(exc), str(config_path)))
     if issues:
@@ -58,9 +61,28 @@ class _LoadFailure(Exception):
     pass
 
 
-def _load_class(spec: str, config_dir: Path) -> type[DurableObject]:
+def _load_class(
+    spec: str, config_dir: Path, modules: dict[Path, ModuleType]
+) -> type[DurableObject]:
     file, _, name = spec.rpartition(":")
     path = (config_dir / file).resolve()
+    if path not in modules:
+        modules[path] = _load_module(file, path)
+    cls = getattr(modules[path], name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
+        if cls is None:
+            found = f"no {name} in the module"
+        elif isinstance(cls, type):
+            found = f"class {name} does not subclass it"
+        else:
+            found = f"{name} is a {type(cls).__name__}"
+        raise _LoadFailure(
+            f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject ({found})"
+        )
+    return cls
+
+
+def _load_module(file: str, path: Path) -> ModuleType:
     if not path.is_file():
         raise _LoadFailure(f"{file}: no such file (looked for {path})")
     module_name = f"{_MODULE_PREFIX}.{path.stem}_{abs(hash(path)):x}"
@@ -76,15 +98,4 @@ def _load_class(spec: str, config_dir: Path) -> type[DurableObject]:
         del sys.modules[module_name]
         detail = "".join(traceback.format_exception(exc)).rstrip()
         raise _LoadFailure(f"{file} could not be loaded:\n{detail}") from exc
-    cls = getattr(module, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
-        if cls is None:
-            found = f"no {name} in the module"
-        elif isinstance(cls, type):
-            found = f"class {name} does not subclass it"
-        else:
-            found = f"{name} is a {type(cls).__name__}"
-        raise _LoadFailure(
-            f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject ({found})"
-        )
-    return cls
+    return module
