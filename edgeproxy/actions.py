@@ -10,6 +10,7 @@ import aiohttp
 
 from edgeproxy.config.models import Route, ServerConfig
 from edgeproxy.context import RequestContext
+from edgeproxy.exceptions import BadRequest
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.forward import ProxyAction
 from edgeproxy.proxy.headers import HeaderRules, TrustedProxies
@@ -33,6 +34,23 @@ class Action(Protocol):
         path: RequestPath,
         ctx: RequestContext,
     ) -> None: ...
+
+
+async def pass_websocket(
+    inner: object,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    match: RouteMatch,
+    path: RequestPath,
+    ctx: RequestContext,
+) -> None:
+    """A wrapping action's WebSocket (cache, handler): straight to the wrapped action, if
+    that takes WebSockets at all."""
+    upgrade = getattr(inner, "websocket", None)
+    if upgrade is None:
+        raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
+    await upgrade(scope, receive, send, match, path, ctx)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edgeproxy.actions import pass_websocket
 from edgeproxy.cache import policy
 from edgeproxy.cache.directives import parse_cache_control, response_directives
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
-from edgeproxy.exceptions import BadRequest, UpstreamError
+from edgeproxy.exceptions import UpstreamError
 from edgeproxy.responses import send_bytes
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.table import RouteMatch
@@ -176,10 +177,7 @@ class CachingAction:
         ctx: RequestContext,
     ) -> None:
         """WebSockets are never cached: they go to the wrapped action as they are."""
-        upgrade = getattr(self.inner, "websocket", None)
-        if upgrade is None:
-            raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
-        await upgrade(scope, receive, send, match, path, ctx)
+        await pass_websocket(self.inner, scope, receive, send, match, path, ctx)
 
     # lookup and serving
 

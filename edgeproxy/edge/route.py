@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeproxy.actions import Action
+from edgeproxy.actions import Action, pass_websocket
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.edge.env import Env
@@ -17,7 +17,7 @@ from edgeproxy.edge.handlers import Chain, HandlerModule
 from edgeproxy.edge.host import PRODUCTION
 from edgeproxy.edge.loader import RouteHandlers
 from edgeproxy.edge.runner import EdgeRunner, HandlerLimits
-from edgeproxy.exceptions import BadRequest, ConfigError, ConfigIssue, HandlerLoadError
+from edgeproxy.exceptions import ConfigError, ConfigIssue, HandlerLoadError
 from edgeproxy.routing.paths import RequestPath, parse_path
 from edgeproxy.routing.table import RouteMatch
 from edgeproxy.types import Receive, Scope, Send
@@ -117,7 +117,4 @@ class HandlerAction:
         ctx: RequestContext,
     ) -> None:
         """Handlers see HTTP requests only; a WebSocket goes to the wrapped action."""
-        upgrade = getattr(self.inner, "websocket", None)
-        if upgrade is None:
-            raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
-        await upgrade(scope, receive, send, match, path, ctx)
+        await pass_websocket(self.inner, scope, receive, send, match, path, ctx)
