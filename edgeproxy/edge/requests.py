@@ -26,7 +26,14 @@ class RequestBody:
         self._receive = receive
         self.chunks: list[bytes] = []
         self.complete = False  # the recording holds the whole body
+        self.client_gone = False  # a reader saw the client's http.disconnect
         self._streamer: object = None
+
+    async def _next(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.client_gone = True
+        return message
 
     def reader(self, *, record: bool = True) -> BodyReader:
         """A receive callable that replays the recording, then reads on from the client.
@@ -48,7 +55,7 @@ class RequestBody:
                 "the request body was already streamed to the downstream app; to forward it "
                 "more than once, read it first with `await request.body()`"
             )
-        message = await self._receive()
+        message = await self._next()
         if message["type"] == "http.request":
             if record:
                 self.chunks.append(message.get("body", b""))
@@ -61,7 +68,7 @@ class RequestBody:
         """Wait for the client to disconnect, dropping any body (the response is under way:
         nobody needs the request body any more)."""
         while True:
-            message = await self._receive()
+            message = await self._next()
             if message["type"] == "http.disconnect":
                 return message
 
@@ -69,7 +76,7 @@ class RequestBody:
         """Wait for the client to disconnect, keeping any body that arrives meanwhile."""
         while True:
             if self.complete or self.streamed:
-                message = await self._receive()
+                message = await self._next()
             else:
                 message = await self.pull(record=True)
             if message["type"] == "http.disconnect":

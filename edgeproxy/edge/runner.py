@@ -11,6 +11,11 @@ itself: the handler's Response, or an error page when the handler fails —
 - an error the downstream app raised before answering (502 from an origin...) and the
   handler did not catch: that error's page.
 
+When the client leaves before the response is complete, the invocation's outcome is
+`canceled` and nothing more is sent: a chain still running is cancelled (under edgeproxy's
+HTTP protocol, which reports the disconnect at once), and whatever it raises then (the
+proxy behind `ctx.next()` giving up, a body read cut short) is not the handler's failure.
+
 Once a response has started, nothing else can be sent: a failure then cuts the connection
 (`ResponseAborted`, as the proxy does). Each invocation writes one report (see
 `edgeproxy.edge.reports`), after its `ctx.wait_until()` work has finished.
@@ -39,9 +44,12 @@ from edgeproxy.edge.watchdog import LoopWatchdog
 from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError
 from edgeproxy.proxy.errors import ResponseAborted
 from edgeproxy.responses import send_error
-from edgeproxy.types import ASGIApp, Message, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy.edge")
+
+# The status an invocation whose client left is counted with (nginx's, as the proxy does).
+CLIENT_GONE = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,7 @@ class _Sender:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.complete = False
         self.status = 0
         self.failed = False  # the client's transport failed: not the handler's doing
 
@@ -82,11 +91,53 @@ class _Sender:
                 raise RuntimeError("the response has already started")
             self.started = True
             self.status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
         try:
             await self._send(message)
         except BaseException:
             self.failed = True
             raise
+
+
+class _ClientWatch:
+    """Whether the client left; while the chain runs, cancels it when that happens.
+
+    edgeproxy's HTTP protocol calls a hook on disconnect (the proxy's `DisconnectWatcher`
+    uses the same one). Under another server, a disconnect is known once something reads
+    the request's `receive` and gets `http.disconnect`.
+    """
+
+    __slots__ = ("_body", "_left", "_task", "cancelled")
+
+    def __init__(self, scope: Scope, body: RequestBody) -> None:
+        self._body = body
+        self._left = False
+        self._task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+        hooks = scope.get(DISCONNECT_HOOKS)
+        if hooks is not None:
+            hooks.append(self._disconnected)
+
+    @property
+    def gone(self) -> bool:
+        """The client left (asked before anything was sent)."""
+        return self._left or self._body.client_gone
+
+    def left(self, sender: _Sender) -> bool:
+        """Whether the client left before the response was complete (after it, a server
+        answers every `receive()` with `http.disconnect`)."""
+        return self._left or (self._body.client_gone and not sender.complete)
+
+    def watch(self, task: asyncio.Task[Any] | None) -> None:
+        self._task = task
+
+    def _disconnected(self) -> None:
+        self._left = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            self.cancelled = True
+        self._task = None
 
 
 class EdgeRunner:
@@ -146,29 +197,68 @@ class EdgeRunner:
             output=output,
         )
         sender = _Sender(send)
+        client = _ClientWatch(scope, body)
         started = time.perf_counter()
         duration: float | None = None
         try:
-            error, response = await self._invoke(invocation, Request(scope, body.reader()), limits)
+            request = Request(scope, body.reader())
+            error, response = await self._invoke(invocation, request, limits, client)
             duration = time.perf_counter() - started
             if response is not None:
                 error = await self._respond(invocation, response, sender)
-            if error is not None:
+            if error is not None and not client.left(sender):
                 await send_error(scope, sender, error, request_id)
-            return sender.status
+            return self._status(sender, client)
         finally:
             if duration is None:
                 duration = time.perf_counter() - started
+            if client.left(sender):
+                invocation.outcome = "canceled"
             invocation.close()
-            self._report(invocation, site, sender.status, duration, limits)
+            self._report(invocation, site, self._status(sender, client), duration, limits)
+
+    @staticmethod
+    def _status(sender: _Sender, client: _ClientWatch) -> int:
+        if not sender.started and client.left(sender):
+            return CLIENT_GONE
+        return sender.status
 
     async def _invoke(
-        self, invocation: Invocation, request: Request, limits: HandlerLimits
+        self,
+        invocation: Invocation,
+        request: Request,
+        limits: HandlerLimits,
+        client: _ClientWatch,
     ) -> tuple[RequestError | None, Response | None]:
         """Run the chain: (error page to send, or the response to send)."""
+        task = asyncio.current_task()
+        client.watch(task)
         try:
             response = await self._call_chain(invocation, request, limits.wall_time)
-        except _WallTimeExceeded as exc:
+        except asyncio.CancelledError:
+            if not client.cancelled:
+                raise
+            invocation.outcome = "canceled"
+            return None, None
+        except Exception as exc:
+            if client.gone:
+                # What the chain raised once its client left (the proxy behind `ctx.next()`
+                # giving up, a body read cut short) is not the handler's failure.
+                invocation.outcome = "canceled"
+                return None, None
+            return self._failed(invocation, exc, limits), None
+        finally:
+            client.watch(None)
+            if client.cancelled and task is not None and task.cancelling():
+                task.uncancel()
+        invocation.outcome = "ok"
+        return None, response
+
+    def _failed(
+        self, invocation: Invocation, exc: Exception, limits: HandlerLimits
+    ) -> RequestError:
+        """The error page for an exception out of the chain, logged and counted."""
+        if isinstance(exc, _WallTimeExceeded):
             invocation.outcome = "timeout"
             message = (
                 f"edge handler {exc.handler} exceeded its wall-time limit of "
@@ -176,27 +266,23 @@ class EdgeRunner:
             )
             logger.error("%s", message)
             invocation.output.emit(exc.handler, "ERROR", message)
-            return HandlerTimeout(f"edge handler {exc.handler} timed out"), None
-        except RequestError as exc:
+            return HandlerTimeout(f"edge handler {exc.handler} timed out")
+        if isinstance(exc, RequestError):
             # Raised downstream (an origin's 502...) and not caught by the handler: that
             # error's own page, as the gateway would send it without a handler.
             invocation.outcome = "ok"
             logger.warning(
                 "%s: %s (through edge handler %s)", exc.code, exc.detail, invocation.handler
             )
-            return exc, None
-        except NotAResponse as exc:
-            invocation.outcome = "exception"
+            return exc
+        invocation.outcome = "exception"
+        if isinstance(exc, NotAResponse):
             logger.error("%s (request %s)", exc, invocation.request_id)
             invocation.output.emit(exc.handler, "ERROR", str(exc))
-            return HandlerException(f"edge handler {exc.handler} failed"), None
-        except Exception as exc:
-            invocation.outcome = "exception"
-            handler = invocation.failed_in(exc)
-            self._log_exception(invocation, handler, exc, "raised")
-            return HandlerException(f"edge handler {handler} failed"), None
-        invocation.outcome = "ok"
-        return None, response
+            return HandlerException(f"edge handler {exc.handler} failed")
+        handler = invocation.failed_in(exc)
+        self._log_exception(invocation, handler, exc, "raised")
+        return HandlerException(f"edge handler {handler} failed")
 
     async def _respond(
         self, invocation: Invocation, response: Response, sender: _Sender
