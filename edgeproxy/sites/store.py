@@ -226,10 +226,12 @@ class SiteStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def resolve(self, name: str) -> str | None:
-        """The deployment ID an alias or an 8-hex short ID names."""
+        """The deployment ID an alias, a full ID or an 8-hex short ID names."""
         aliases = self.aliases()
         if name in aliases:
             return aliases[name]
+        if DEPLOY_ID.match(name) and (self.deploys / f"{name}.json").is_file():
+            return name
         if re.fullmatch(r"[0-9a-f]{8}", name):
             matches = [
                 d for d in os.listdir(self.deploys) if d.startswith(name) and d.endswith(".json")

@@ -132,6 +132,16 @@ def test_deploy_branches_preview_production_and_rollback(edge: Edge, tmp_path: P
     assert any(line.startswith(first_id) and "production" in line for line in lines)
     assert any("feature/X" in line and "abc123" in line for line in lines)
 
+    # The full 32-hex ID works wherever the short one does.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    deploys = client.get("/_edge/api/sites/demo/deploys", headers=auth).json()["deployments"]
+    newest = deploys[0]["id"]
+    assert len(newest) == 32
+    full = client.post("/_edge/api/sites/demo/rollback", json={"deploy_id": newest}, headers=auth)
+    assert full.status_code == 200, full.text
+    assert full.json()["aliases"]["production"] == newest
+    assert client.get("/", headers=host(edge, "www.demo.test")).text == "<h1>v2</h1>"
+
 
 def test_deploy_uploads_only_what_the_server_lacks(edge: Edge, tmp_path: Path) -> None:
     site = make_site(tmp_path / "s", "same", {"big.txt": "x" * 10000})
