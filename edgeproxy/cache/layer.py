@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from edgeproxy.actions import pass_websocket
 from edgeproxy.cache import policy
 from edgeproxy.cache.directives import parse_cache_control, response_directives
+from edgeproxy.cache.ranges import partial_response
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import UpstreamError
@@ -225,10 +226,15 @@ class CachingAction:
             await send({"type": "http.response.start", "status": 304, "headers": kept})
             await send({"type": "http.response.body", "body": b""})
             return
-        ctx.status = entry.status
-        ctx.bytes_sent = len(entry.body)
-        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
-        await send({"type": "http.response.body", "body": entry.body})
+        status_code, body = entry.status, entry.body
+        if status_code == 200 and scope["method"] == "GET":
+            partial = partial_response(scope["headers"], headers, body)
+            if partial is not None:
+                status_code, headers, body = partial.status, partial.headers, partial.body
+        ctx.status = status_code
+        ctx.bytes_sent = len(body)
+        await send({"type": "http.response.start", "status": status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     # fetching
 

@@ -214,6 +214,24 @@ def test_publishing_a_site_purges_its_cached_pages(
     assert client.get("/").text == "v2"
 
 
+def test_range_is_answered_from_a_stored_complete_response(edge: Edge, origin: Origin) -> None:
+    whole = fetch(edge, "/script/ranged", "Cache-Control: max-age=60", 'ETag: "r1"')
+    assert whole.status_code == 200
+    client = edge.client()
+    params = [("h", "Cache-Control: max-age=60"), ("h", 'ETag: "r1"')]
+    part = client.get("/script/ranged", params=params, headers={"Range": "bytes=2-5"})
+    assert part.status_code == 206
+    assert part.content == whole.content[2:6]
+    assert part.headers["content-range"] == f"bytes 2-5/{len(whole.content)}"
+    assert part.headers["cache-status"].startswith("edgeproxy; hit")
+    stale_if_range = client.get(
+        "/script/ranged", params=params, headers={"Range": "bytes=2-5", "If-Range": '"r0"'}
+    )
+    assert stale_if_range.status_code == 200
+    assert stale_if_range.content == whole.content
+    assert hits(origin, "/script/ranged") == 1
+
+
 def test_head_is_answered_from_a_stored_get(edge: Edge, origin: Origin) -> None:
     fetch(edge, "/script/h", "Cache-Control: max-age=60")
     params = [("h", "Cache-Control: max-age=60")]
