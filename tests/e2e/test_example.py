@@ -44,6 +44,24 @@ def test_shipped_rules_serve_the_documented_urls(
     assert redirect.headers["location"] == "/docs/routing"
     assert client.get("/docs/routing").status_code == 200
 
+    # An edge function, at production and at the branch alias of the same deployment.
+    demo = {"Host": f"demo.localhost:{port}"}
+    hello = client.get("/api/hello", headers=demo)
+    assert hello.json()["greeting"] == "Hello from production"
+    assert hello.headers["x-edge-middleware"] == "demo"
+    at_branch = client.get("/api/hello", headers={"Host": f"main.demo.localhost:{port}"})
+    assert at_branch.json()["environment"] == "production"
+    # A durable object, in the default storage and pinned to eu.
+    counts = [client.post("/api/counter?name=a", headers=demo).json()["count"] for _ in "ab"]
+    assert counts == [1, 2]
+    eu = client.post("/api/counter?name=a&jurisdiction=eu", headers=demo).json()
+    assert eu["count"] == 1
+    assert list((edge.state_dir / "objects" / "eu").glob("shard-*.sqlite3"))
+    # A route handler guarding a proxied service.
+    assert client.get("/private/status").status_code == 401
+    status = client.get("/private/status", headers={"Authorization": "Bearer demo-token"})
+    assert status.json()["routes"] == 5
+
 
 def test_port_option_keeps_the_self_proxy_working(
     edge_factory: Callable[..., Edge], tmp_path: Path
