@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def passed(results: dict[str, object]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write edgeproxy's per-test results here")
+    parser.add_argument("--log", help="copy edgeproxy's stderr (upstream errors) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cache-tests-") as scratch:
         tmp = Path(scratch)
@@ -99,6 +101,8 @@ def main() -> int:
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        if args.log:
+            shutil.copyfile(tmp / "edge.log", args.log)
         rows = [("edgeproxy", passed(results), len(results))]
         for name in OTHERS:
             theirs = json.loads((suite / "results" / f"{name}.json").read_text())

@@ -28,6 +28,11 @@ from edgeproxy.types import Headers
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _MAX_IDLE_PER_TARGET = 128
+# An idle connection older than this is not reused. Servers close idle keep-alive
+# connections on their own clock (Node.js and Apache after 5 s), and a request written just
+# as the close arrives fails with nothing to retry it on when it has a body. Staying under
+# the shortest common timeout trades a reconnect after a lull for never racing it.
+_IDLE_REUSE_SECONDS = 4.0
 
 
 class _Connection(asyncio.Protocol):
@@ -38,6 +43,7 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.where = where
         self.head_only = False
+        self.idle_since = 0.0
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
@@ -100,6 +106,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.complete:
                 self._fail(UpstreamProtocolError(f"{self.where} sent invalid HTTP: {exc}"))
+            else:
+                # Bytes after a complete response (a body sent with a 304, say): the
+                # response stands, but the connection's framing can't be trusted again.
+                self.keep_alive = False
+                self.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -312,12 +323,24 @@ class UpstreamClient:
 
     def _idle_connection(self, target: Target) -> _Connection | None:
         idle = self._idle.get((target.host, target.port))
+        if not idle:
+            return None
+        oldest_usable = asyncio.get_running_loop().time() - _IDLE_REUSE_SECONDS
         while idle:
             conn = idle.pop()
             conn._pool = None
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                conn.reused = True
-                return conn
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if conn.idle_since < oldest_usable:
+                # The newest is too old, so all are (the deque is in order of return).
+                conn.close()
+                for stale in idle:
+                    stale._pool = None
+                    stale.close()
+                idle.clear()
+                return None
+            conn.reused = True
+            return conn
         return None
 
     async def _connect(self, target: Target, limit: float) -> _Connection:
@@ -344,6 +367,7 @@ class UpstreamClient:
             conn.close()
             return
         conn._pool = idle
+        conn.idle_since = conn.loop.time()
         idle.append(conn)
 
     def close(self) -> None:

@@ -133,7 +133,14 @@ class UpstreamPool:
         target.fails = 0
 
     def record_failure(self, target: Target) -> None:
-        """Count a connect failure or timeout; eject after `max_fails` in a row."""
+        """Count a connect failure or timeout; eject after `max_fails` in a row.
+
+        The only target of an origin is never ejected (as nginx does with a single server):
+        with nowhere else to send a request, ejecting it would turn a few failed requests
+        into refusing every request for `fail_timeout`.
+        """
+        if len(self.targets) == 1:
+            return
         target.fails += 1
         passive = self.config.passive_health
         if passive.max_fails and target.fails >= passive.max_fails:

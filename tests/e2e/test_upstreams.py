@@ -108,12 +108,25 @@ def test_timeout_is_504(origin: Origin, edge_factory: Callable[..., Edge]) -> No
 
 
 def test_all_targets_ejected_is_503(edge_factory: Callable[..., Edge]) -> None:
-    edge = edge_factory(pool_rules([f"http://127.0.0.1:{free_port()}"]))
+    edge = edge_factory(pool_rules([f"http://127.0.0.1:{free_port()}" for _ in range(2)]))
     client = edge.client()
     assert [client.get("/echo").status_code for _ in range(2)] == [502, 502]
     response = client.get("/echo")
     assert response.status_code == 503
     assert response.headers["x-edge-error"] == "no-healthy-upstream"
+
+
+def test_a_single_target_is_never_ejected(
+    origin_factory: Callable[..., Origin], edge_factory: Callable[..., Edge]
+) -> None:
+    # As nginx does with one server: failures don't take the only target out, so the
+    # first request after it recovers is answered.
+    port = free_port()
+    edge = edge_factory(pool_rules([f"http://127.0.0.1:{port}"]))
+    client = edge.client()
+    assert [client.get("/echo").status_code for _ in range(4)] == [502] * 4
+    origin_factory("back", port)
+    assert client.get("/echo").status_code == 200
 
 
 def test_active_health_check_takes_target_out_and_back(

@@ -13,6 +13,7 @@ from edgeproxy.exceptions import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from edgeproxy.proxy import client as client_module
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.upstreams import Target
 
@@ -168,6 +169,71 @@ def test_request_body_framing(length: int | None, expected: bytes) -> None:
 
     run(main())
     assert bytes(received).endswith(expected)
+
+
+def test_connection_idle_past_the_reuse_limit_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An origin closing idle connections on its own clock races a request written on one;
+    # a request with a body has nothing to retry on, so old idle connections are dropped.
+    monkeypatch.setattr(client_module, "_IDLE_REUSE_SECONDS", 0.05)
+    connections = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+            await writer.drain()
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        await fetch(client, target)
+        await fetch(client, target)
+        assert connections == 1
+        await asyncio.sleep(0.1)
+        await fetch(client, target)
+        assert connections == 2
+        client.close()
+        server.close()
+
+    run(main())
+
+
+def test_bytes_after_a_complete_response_retire_the_connection() -> None:
+    # A 304 framed as chunked with a terminating chunk: the response ends at its head, and
+    # what follows would be read as the start of the next response on that connection.
+    connections = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_head(reader)
+        if connections == 1:
+            writer.write(
+                b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()  # hold the connection open until the client closes it
+
+    async def main() -> None:
+        server, target = await serve(script)
+        client = UpstreamClient()
+        assert (await fetch(client, target))[0] == 304
+        await asyncio.sleep(0.05)
+        assert (await fetch(client, target))[:3:2] == (200, b"ok")
+        assert connections == 2
+        client.close()
+        server.close()
+
+    run(main())
 
 
 def test_stale_keep_alive_connection_is_replaced() -> None:

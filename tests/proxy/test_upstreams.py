@@ -53,6 +53,14 @@ def test_failures_eject_after_max_fails_and_exclusion_is_honoured() -> None:
     assert {p.select("x", exclude=[p.targets[1]]).url for _ in range(4)} == {"http://c:3/base"}
 
 
+def test_the_only_target_is_never_ejected() -> None:
+    origin = Origin.model_validate({"targets": ["http://a:1"], "passive_health": {"max_fails": 1}})
+    p = UpstreamPool("p", origin)
+    for _ in range(3):
+        p.record_failure(p.targets[0])
+    assert p.select("x").url == "http://a:1"
+
+
 def test_success_resets_the_failure_count() -> None:
     p = pool()
     a = p.targets[0]
