@@ -22,6 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from edgeproxy.proxy.errors import ResponseAborted
 from edgeproxy.types import DISCONNECT_HOOKS
+from edgeproxy.writes import WriteBatch, write_batch
 
 logger = logging.getLogger("edgeproxy.server")
 
@@ -90,7 +91,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
-            cycle.transport = _HeadCoalescer(self.transport, self.loop)  # type: ignore[assignment]
+            batched = _BatchedTransport(self.transport, write_batch(self.loop))
+            cycle.transport = batched  # type: ignore[assignment]
 
     def send_400_response(self, msg: str) -> None:
         super().send_400_response(self._rejection or msg)
@@ -108,42 +110,22 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
 
-class _HeadCoalescer:
-    """The response's transport as one request's cycle sees it: the head is held back and
-    written with the first body chunk, in one send instead of two.
+class _BatchedTransport:
+    """The response transport as one request's cycle sees it: writes go to the loop's
+    write batch (`edgeproxy.writes`), so a response's head and first body chunk leave in
+    one send, and the responses of one loop iteration leave together at its end."""
 
-    On loopback a send costs as much as the Python that builds the response, so this measured
-    as a tenth of a proxied request. A response whose body doesn't follow within the same
-    loop iteration (a stream that waits for its first event) gets its head at the next one.
-    """
+    __slots__ = ("batch", "transport")
 
-    __slots__ = ("head", "loop", "transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, batch: WriteBatch) -> None:
         self.transport = transport
-        self.loop = loop
-        self.head: bytes | None = None
+        self.batch = batch
 
     def write(self, data: bytes) -> None:
-        head = self.head
-        if head is not None:
-            self.head = None
-            self.transport.write(head + data)
-        elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
-            self.head = data
-            self.loop.call_soon(self.flush)
-        else:
-            self.transport.write(data)
-
-    def flush(self) -> None:
-        head = self.head
-        if head is not None:
-            self.head = None
-            if not self.transport.is_closing():
-                self.transport.write(head)
+        self.batch.write(self.transport, data)
 
     def close(self) -> None:
-        self.flush()
+        self.batch.flush()
         self.transport.close()
 
     def is_closing(self) -> bool:

@@ -24,6 +24,7 @@ import httptools
 from edgeproxy.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from edgeproxy.proxy.upstreams import Target
 from edgeproxy.types import Headers
+from edgeproxy.writes import write_batch
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
@@ -294,9 +295,12 @@ class UpstreamClient:
         while True:
             conn = self._idle_connection(target) or await self._connect(target, connect_timeout)
             conn.start(head_only)
-            conn.transport.write(head)  # type: ignore[union-attr]
             writer = None
-            if body is not None:
+            if body is None:
+                # With the other heads and responses of this loop iteration (writes.py).
+                write_batch(conn.loop).write(conn.transport, head)  # type: ignore[arg-type]
+            else:
+                conn.transport.write(head)  # type: ignore[union-attr]
                 writer = asyncio.ensure_future(_write_body(conn, body, content_length is None))
                 # A failing body (too large, client gone) must wake the wait for the head.
                 writer.add_done_callback(conn.wake_on_done)

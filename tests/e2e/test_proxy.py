@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -277,3 +278,18 @@ def test_upstream_request_closed_when_client_leaves_before_the_response(
     assert httpx.get(f"{origin.url}/_count").json()["open_streams"] == 0
     line = edge.access_log()[-1]
     assert line["status"] == 499
+
+
+def test_pipelined_requests_are_answered_in_order(edge: Edge) -> None:
+    # Responses are written at the end of each loop iteration (edgeproxy/writes.py); the
+    # responses to requests sent back to back on one connection must still come in order.
+    names = ["0", "1", "2", "3", "4", "last"]
+    requests = b"".join(
+        f"GET /api/echo?n={name} HTTP/1.1\r\nHost: a.test\r\n".encode()
+        + (b"Connection: close\r\n" if name == "last" else b"")
+        + b"\r\n"
+        for name in names
+    )
+    raw = raw_request(edge, requests)
+    assert raw.count(b"HTTP/1.1 200 ") == len(names)
+    assert re.findall(rb'"query":\s*"n=(\w+)"', raw) == [name.encode() for name in names]
