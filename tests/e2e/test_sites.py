@@ -186,7 +186,11 @@ def test_admin_api_refuses_without_the_token(
     assert response.json()["error"] == code
     after = client.get("/_edge/api/sites", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert before == after
-    assert client.get("/_edge/api/openapi.json").json()["info"]["title"] == "edgeproxy admin API"
+    described = client.get("/_edge/api/openapi.json").json()
+    assert described["info"]["title"] == "edgeproxy admin API"
+    assert {"/_edge/api/logs", "/_edge/api/objects", "/_edge/api/objects/{id}"} <= set(
+        described["paths"]
+    )
 
 
 @pytest.mark.parametrize(
