@@ -95,6 +95,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             cycle.transport = batched  # type: ignore[assignment]
 
     def send_400_response(self, msg: str) -> None:
+        # uvicorn writes this straight to the socket: whatever earlier (pipelined) response
+        # still waits in the write batch must go first.
+        write_batch(self.loop).flush()
         super().send_400_response(self._rejection or msg)
 
     def header_timed_out(self) -> None:
