@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from edgeproxy.server import _BatchedTransport
-from edgeproxy.writes import WriteBatch
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from edgeproxy.server import EdgeHttpProtocol, _BatchedTransport
+from edgeproxy.writes import WriteBatch, write_batch
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
 
@@ -93,3 +96,27 @@ def test_nothing_is_written_to_a_transport_closed_meanwhile() -> None:
         return transport
 
     assert asyncio.run(run()).writes == []
+
+
+def test_a_400_written_by_the_server_follows_responses_still_batched() -> None:
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    class Transport(FakeTransport):
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+    async def run() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        config = Config(app=app, http=EdgeHttpProtocol, lifespan="off")
+        config.load()
+        protocol = EdgeHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        write_batch(loop).write(transport, b"HTTP/1.1 200 OK\r\n\r\n")  # type: ignore[arg-type]
+        protocol.send_400_response("bad")
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert writes[0] == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert writes[1].startswith(b"HTTP/1.1 400 ")
