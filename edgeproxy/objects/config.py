@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import traceback
 from pathlib import Path
-from types import ModuleType
 
 from edgeproxy.config.edge import ObjectsConfig
+from edgeproxy.edge.loader import format_load_error
+from edgeproxy.edge.modules import HandlerPackage
 from edgeproxy.exceptions import ConfigError, ConfigIssue
 from edgeproxy.objects.api import DurableObject
 from edgeproxy.objects.settings import JurisdictionSpec, NamespaceSpec, ObjectSettings
-
-_MODULE_PREFIX = "_edge_objects"
 
 
 def object_settings(config: ObjectsConfig, state_dir: Path) -> ObjectSettings:
@@ -44,12 +40,15 @@ def load_namespaces(config: ObjectsConfig, config_path: Path) -> list[NamespaceS
     config_dir = config_path.parent
     specs: list[NamespaceSpec] = []
     issues: list[ConfigIssue] = []
-    # One module per file: two bindings of one class share it, module state included.
-    modules: dict[Path, ModuleType] = {}
+    # One package per directory, so a file is imported once: two bindings of one class
+    # share it, module state included.
+    packages: dict[Path, HandlerPackage] = {}
     for binding, namespace in config.namespaces.items():
         where = f"objects.namespaces.{binding}.class"
         try:
-            specs.append(NamespaceSpec(binding, _load_class(namespace.class_, config_dir, modules)))
+            specs.append(
+                NamespaceSpec(binding, _load_class(namespace.class_, config_dir, packages))
+            )
         except _LoadFailure as exc:
             issues.append(ConfigIssue(where, str(exc), str(config_path)))
     if issues:
@@ -62,13 +61,20 @@ class _LoadFailure(Exception):
 
 
 def _load_class(
-    spec: str, config_dir: Path, modules: dict[Path, ModuleType]
+    spec: str, config_dir: Path, packages: dict[Path, HandlerPackage]
 ) -> type[DurableObject]:
     file, _, name = spec.rpartition(":")
     path = (config_dir / file).resolve()
-    if path not in modules:
-        modules[path] = _load_module(file, path)
-    cls = getattr(modules[path], name, None)
+    if not path.is_file():
+        raise _LoadFailure(f"{file}: no such file (looked for {path})")
+    package = packages.get(path.parent)
+    if package is None:
+        package = packages[path.parent] = HandlerPackage(path.parent, "objects")
+    try:
+        module = package.import_file(path)
+    except (Exception, SystemExit) as exc:
+        raise _LoadFailure(f"{file} could not be loaded:\n{format_load_error(exc)}") from exc
+    cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
         if cls is None:
             found = f"no {name} in the module"
@@ -80,22 +86,3 @@ def _load_class(
             f"{file}: {name} must be a class subclassing edgeproxy.objects.DurableObject ({found})"
         )
     return cls
-
-
-def _load_module(file: str, path: Path) -> ModuleType:
-    if not path.is_file():
-        raise _LoadFailure(f"{file}: no such file (looked for {path})")
-    module_name = f"{_MODULE_PREFIX}.{path.stem}_{abs(hash(path)):x}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise _LoadFailure(f"{file}: not a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    # Registered before running it, as an import would be (dataclasses look themselves up).
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
-        del sys.modules[module_name]
-        detail = "".join(traceback.format_exception(exc)).rstrip()
-        raise _LoadFailure(f"{file} could not be loaded:\n{detail}") from exc
-    return module
