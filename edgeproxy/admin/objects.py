@@ -12,17 +12,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edgeproxy.exceptions import ObjectError, RequestError
-from edgeproxy.objects import ObjectRecord, ObjectSystem, audit
+from edgeproxy.objects import ObjectDetail, ObjectRecord, ObjectSystem, audit
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
-def _record(record: ObjectRecord) -> dict[str, Any]:
+def record_json(record: ObjectRecord) -> dict[str, Any]:
+    """An object's record as the API (and the CLI) shows it."""
     data = dataclasses.asdict(record)
     data["jurisdiction"] = record.jurisdiction_display
     return data
+
+
+def detail_json(detail: ObjectDetail) -> dict[str, Any]:
+    return {
+        **record_json(detail.record),
+        "values": detail.values,
+        "alarm": detail.alarm,
+        "verified": detail.verified,
+    }
 
 
 class ObjectsAdmin:
@@ -63,18 +73,10 @@ class ObjectsAdmin:
             request.query_params.get("namespace") or None,
             request.query_params.get("jurisdiction") or None,
         )
-        return JSONResponse({"objects": [_record(record) for record in records]})
+        return JSONResponse({"objects": [record_json(record) for record in records]})
 
     async def get(self, request: Request, system: ObjectSystem) -> Response:
-        detail = await system.get_object(request.path_params["id"])
-        return JSONResponse(
-            {
-                **_record(detail.record),
-                "values": detail.values,
-                "alarm": detail.alarm,
-                "verified": detail.verified,
-            }
-        )
+        return JSONResponse(detail_json(await system.get_object(request.path_params["id"])))
 
     async def evict(self, request: Request, system: ObjectSystem) -> Response:
         return JSONResponse({"evicted": await system.evict(request.path_params["id"])})

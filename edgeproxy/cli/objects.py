@@ -20,10 +20,12 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeproxy.admin.client import AdminClient
+from edgeproxy.admin.objects import detail_json, record_json
 from edgeproxy.cli.common import admin_call, admin_options, load_or_report, table
 from edgeproxy.exceptions import ObjectError
 from edgeproxy.objects import ObjectSettings, ObjectStore, audit
@@ -31,6 +33,7 @@ from edgeproxy.objects.config import object_settings
 from edgeproxy.runtime import resolve_state_dir
 
 DEFAULT_CONFIG = "rules.yaml"
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> ObjectSettings | None:
@@ -69,28 +72,26 @@ def _print_detail(detail: dict[str, Any]) -> None:
         print(f"  {key} = {json.dumps(value)}")
 
 
-def _offline(args: argparse.Namespace) -> ObjectStore | None:
+def _offline(args: argparse.Namespace, read: Callable[[ObjectStore], T]) -> T | None:
+    """`read` the shard files themselves (`--offline`); None once it has said why not."""
     settings = _settings(args)
-    return None if settings is None else ObjectStore(settings)
-
-
-def _refused(exc: ObjectError) -> int:
-    print(f"edgeproxy: {exc}", file=sys.stderr)
-    return 1
+    if settings is None:
+        return None
+    try:
+        return read(ObjectStore(settings))
+    except ObjectError as exc:
+        print(f"edgeproxy: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.offline:
-        try:
-            store = _offline(args)
-            if store is None:
-                return 1
-            records = store.list_objects(args.namespace, args.jurisdiction)
-        except ObjectError as exc:
-            return _refused(exc)
-        _print_list(
-            [{**dataclasses.asdict(r), "jurisdiction": r.jurisdiction_display} for r in records]
+        records = _offline(
+            args, lambda store: store.list_objects(args.namespace, args.jurisdiction)
         )
+        if records is None:
+            return 1
+        _print_list([record_json(record) for record in records])
         return 0
 
     def work(client: AdminClient) -> int:
@@ -103,16 +104,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     if args.offline:
-        try:
-            store = _offline(args)
-            if store is None:
-                return 1
-            found = store.get_object(args.id)
-        except ObjectError as exc:
-            return _refused(exc)
-        record = {**dataclasses.asdict(found.record)}
-        record["jurisdiction"] = found.record.jurisdiction_display
-        _print_detail({**record, "values": found.values, "alarm": found.alarm})
+        found = _offline(args, lambda store: store.get_object(args.id))
+        if found is None:
+            return 1
+        _print_detail(detail_json(found))
         return 0
 
     def work(client: AdminClient) -> int:
@@ -155,13 +150,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         table(rows)
 
     if args.offline:
-        try:
-            store = _offline(args)
-            if store is None:
-                return 1
-            letters = store.dead_letters(args.namespace)
-        except ObjectError as exc:
-            return _refused(exc)
+        letters = _offline(args, lambda store: store.dead_letters(args.namespace))
+        if letters is None:
+            return 1
         show([dataclasses.asdict(letter) for letter in letters])
         return 0
 
@@ -188,7 +179,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         report = audit(settings)
     except ObjectError as exc:
-        return _refused(exc)
+        print(f"edgeproxy: {exc}", file=sys.stderr)
+        return 1
     print(report.summary())
     return 0 if report.ok else 1
 
