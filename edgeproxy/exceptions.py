@@ -13,7 +13,8 @@
     │   │   ├── UpstreamTimeout        504  connect or read timed out
     │   │   └── NoHealthyUpstream      503  every target is ejected or down
     │   ├── HandlerException        500  an edge handler raised or returned no Response
-    │   └── HandlerTimeout          504  an edge handler ran past its wall-time limit
+    │   ├── HandlerTimeout          504  an edge handler ran past its wall-time limit
+    │   └── FunctionsUnavailable    500  a deployment's functions failed to load
     └── ObjectError                 durable objects (edgeproxy/objects/)
         ├── ObjectSettingsError     settings refused at start: names, tag collision, shard layout
         ├── UnknownJurisdiction     a jurisdiction name that is not configured
@@ -225,3 +226,10 @@ class HandlerException(RequestError):
 class HandlerTimeout(RequestError):
     status = 504
     code = "handler-timeout"
+
+
+class FunctionsUnavailable(RequestError):
+    """A deployment whose functions no longer load answers this, not its bare files."""
+
+    status = 500
+    code = "functions-unavailable"

@@ -19,7 +19,7 @@ from edgeproxy.context import RequestContext
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
-from edgeproxy.exceptions import HandlerLoadError, RequestError
+from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.sites.store import Deployment, SiteStore, StoreError
 from edgeproxy.types import ASGIApp, Receive, Scope, Send
@@ -28,11 +28,6 @@ logger = logging.getLogger("edgeproxy.sites")
 
 FUNCTIONS_DIR = "functions"
 ROUTES_FILE = "_routes.json"
-
-
-class FunctionsUnavailable(RequestError):
-    status = 500
-    code = "functions-unavailable"
 
 
 def has_functions(root: Path) -> bool:
