@@ -3,6 +3,9 @@
     EdgeError
     ├── ConfigError                 rules.yaml could not be loaded (carries every issue found)
     ├── HandlerLoadError            edge handler code failed to load (file and traceback)
+    ├── StoreError                  a deployment operation was refused; carries the API status
+    ├── BuildFailed                 a build produced no deployment (with the log's last lines)
+    ├── ResponseAborted             the origin failed after the response started: cut it
     ├── RequestError                something a client will see; carries `status` and `code`
     │   ├── BadRequest              400  malformed or ambiguous request target
     │   ├── NotFound                404  no route matched
@@ -37,6 +40,7 @@ Object errors that show a status are also `RequestError`s, so they reach clients
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -233,3 +237,23 @@ class FunctionsUnavailable(RequestError):
 
     status = 500
     code = "functions-unavailable"
+
+
+class StoreError(EdgeError):
+    """A deployment operation was refused; `status` is the HTTP status the API answers."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BuildFailed(EdgeError):
+    """A build did not produce a deployment; the message says why, `tail` its last lines."""
+
+    def __init__(self, message: str, tail: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.tail = list(tail)
+
+
+class ResponseAborted(EdgeError):
+    """The origin failed after the response had started; the client connection is cut."""

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from edgeproxy.accesslog import AccessLog
 from edgeproxy.actions import Action
 from edgeproxy.context import RequestContext
-from edgeproxy.exceptions import BadRequest, NotFound, RequestError, UpstreamError
+from edgeproxy.exceptions import BadRequest, NotFound, RequestError, ResponseAborted, UpstreamError
 from edgeproxy.metrics import Metrics
-from edgeproxy.proxy.errors import ResponseAborted
 from edgeproxy.responses import deny_websocket, send_error
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.runtime import Runtime

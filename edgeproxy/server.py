@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.exceptions import ResponseAborted
 from edgeproxy.types import DISCONNECT_HOOKS
 from edgeproxy.writes import WriteBatch, write_batch
 

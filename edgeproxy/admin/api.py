@@ -37,6 +37,7 @@ from edgeproxy.admin.openapi import OPENAPI
 from edgeproxy.cache.layer import cache_key_for_url
 from edgeproxy.cache.store import CacheStore
 from edgeproxy.edge.logs import LogHub
+from edgeproxy.exceptions import StoreError
 from edgeproxy.sites.builds import (
     PUBLIC_PORT_ENV,
     PUBLIC_SCHEME_ENV,
@@ -50,7 +51,6 @@ from edgeproxy.sites.hosting import SiteHosting
 from edgeproxy.sites.store import (
     PRODUCTION,
     SHA256,
-    StoreError,
     branch_alias,
     safe_relative,
     write_atomic,

@@ -41,8 +41,7 @@ from edgeproxy.edge.logs import LogHub
 from edgeproxy.edge.reports import InvocationReport, InvocationReports
 from edgeproxy.edge.requests import RequestBody
 from edgeproxy.edge.watchdog import LoopWatchdog
-from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError
-from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError, ResponseAborted
 from edgeproxy.responses import send_error
 from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Message, Receive, Scope, Send
 

@@ -8,15 +8,10 @@ from contextlib import contextmanager
 import aiohttp
 
 from edgeproxy.exceptions import (
-    EdgeError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-
-
-class ResponseAborted(EdgeError):
-    """The origin failed after the response had started; the client connection is cut."""
 
 
 @contextmanager

@@ -12,12 +12,12 @@ import aiohttp
 from edgeproxy.context import RequestContext
 from edgeproxy.exceptions import (
     PayloadTooLarge,
+    ResponseAborted,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
 from edgeproxy.proxy.client import UpstreamClient, UpstreamResponse
-from edgeproxy.proxy.errors import ResponseAborted
 from edgeproxy.proxy.headers import (
     HeaderRules,
     TrustedProxies,

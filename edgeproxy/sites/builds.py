@@ -38,7 +38,7 @@ from typing import IO, Any
 
 from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import Site
-from edgeproxy.exceptions import EdgeError
+from edgeproxy.exceptions import BuildFailed, EdgeError, StoreError
 from edgeproxy.sites.functions import FUNCTIONS_DIR, check_functions, include_project_functions
 from edgeproxy.sites.hosting import rules_warnings
 from edgeproxy.sites.store import (
@@ -47,7 +47,6 @@ from edgeproxy.sites.store import (
     BlobStore,
     Deployment,
     SiteStore,
-    StoreError,
     branch_alias,
     file_lock,
     import_tree,
@@ -62,14 +61,6 @@ PUBLIC_SCHEME_ENV = "EDGEPROXY_PUBLIC_SCHEME"
 PUBLIC_PORT_ENV = "EDGEPROXY_PUBLIC_PORT"
 _TAIL_LINES = 20
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-class BuildFailed(EdgeError):
-    """A build did not produce a deployment; the message says why, `tail` its last lines."""
-
-    def __init__(self, message: str, tail: Iterable[str] = ()) -> None:
-        super().__init__(message)
-        self.tail = list(tail)
 
 
 def git_dir(state_dir: Path, site: str) -> Path:

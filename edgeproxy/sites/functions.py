@@ -19,9 +19,9 @@ from edgeproxy.context import RequestContext
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
-from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError
+from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError, StoreError
 from edgeproxy.routing.paths import parse_path
-from edgeproxy.sites.store import Deployment, SiteStore, StoreError
+from edgeproxy.sites.store import Deployment, SiteStore
 from edgeproxy.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy.sites")

@@ -26,7 +26,7 @@ from pathlib import Path
 from edgeproxy.config.models import PreviewProtection, Site
 from edgeproxy.context import RequestContext
 from edgeproxy.edge.host import EdgeHost
-from edgeproxy.exceptions import NotFound
+from edgeproxy.exceptions import NotFound, StoreError
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.deployment import LiveDeployment, ProxyTo
 from edgeproxy.sites.functions import check_functions
@@ -37,7 +37,6 @@ from edgeproxy.sites.store import (
     BlobStore,
     Deployment,
     SiteStore,
-    StoreError,
     import_tree,
 )
 from edgeproxy.types import Receive, Scope, Send

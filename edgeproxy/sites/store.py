@@ -27,20 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from edgeproxy.exceptions import EdgeError
+from edgeproxy.exceptions import StoreError
 
 DEPLOY_ID = re.compile(r"^[0-9a-f]{32}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 ALIAS = re.compile(r"^[a-z0-9]([a-z0-9-]{0,26}[a-z0-9])?$")
 PRODUCTION = "production"
-
-
-class StoreError(EdgeError):
-    """A deployment operation was refused; `status` is the HTTP status the API answers."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def branch_alias(branch: str) -> str:

@@ -12,8 +12,7 @@ from edgeproxy.edge.context import EdgeContext
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import HandlerModule
 from edgeproxy.edge.runner import HandlerLimits
-from edgeproxy.exceptions import UpstreamConnectError
-from edgeproxy.proxy.errors import ResponseAborted
+from edgeproxy.exceptions import ResponseAborted, UpstreamConnectError
 from edgeproxy.types import Message, Receive, Scope, Send
 from tests.edge.conftest import client
 from tests.edge.harness import REQUEST_ID, Harness, Origin, chain, fetch, step

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from edgeproxy.config.models import Site, SiteEnv
+from edgeproxy.exceptions import BuildFailed
 from edgeproxy.sites.builds import (
     ZERO_SHA,
     Builder,
-    BuildFailed,
     build_env,
     run_command,
     run_hook,

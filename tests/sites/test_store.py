@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from edgeproxy.exceptions import StoreError
 from edgeproxy.sites.store import (
     BlobStore,
     SiteStore,
-    StoreError,
     branch_alias,
     hash_tree,
     import_tree,
