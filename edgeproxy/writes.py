@@ -11,20 +11,21 @@ written in; writes to one transport keep their order.
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 
 class WriteBatch:
     """The writes of one event loop, flushed by a callback at the end of the iteration."""
 
-    __slots__ = ("_loop", "_pending")
+    __slots__ = ("_pending",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop: the batch is the value of a weak mapping keyed by it.
         self._pending: list[tuple[asyncio.WriteTransport, bytes]] = []
 
     def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append((transport, data))
 
     def flush(self) -> None:
@@ -41,16 +42,15 @@ class WriteBatch:
                 transport.write(data)
 
 
-_batches: dict[asyncio.AbstractEventLoop, WriteBatch] = {}
+# Weak: the loops of finished asyncio.run() calls (tests) take their batches with them.
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteBatch] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def write_batch(loop: asyncio.AbstractEventLoop) -> WriteBatch:
     """The batch of `loop` (one per loop; a process normally runs one)."""
     batch = _batches.get(loop)
     if batch is None:
-        if len(_batches) > 8:
-            # Loops of finished asyncio.run() calls (tests) must not pile up.
-            for old in [other for other in _batches if other.is_closed()]:
-                del _batches[old]
-        batch = _batches[loop] = WriteBatch(loop)
+        batch = _batches[loop] = WriteBatch()
     return batch
