@@ -10,6 +10,7 @@ import aiohttp
 
 from edgeproxy.config.models import Route, ServerConfig
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply
 from edgeproxy.exceptions import BadRequest
 from edgeproxy.proxy.client import UpstreamClient
 from edgeproxy.proxy.forward import ProxyAction
@@ -135,6 +136,21 @@ class SiteAction:
         await self.hosting.serve(
             scope, receive, self._mounted_send(send, prefix.encode()), site_match, rest, ctx
         )
+
+    def direct(
+        self,
+        scope: Scope,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        reply: DirectReply,
+    ) -> bool:
+        """As the site's own host would be answered (`SiteHosting.direct`), when mounted at
+        the root without response rules; False otherwise."""
+        if match.prefix_length or not self.response_rules.empty:
+            return False
+        site_match = HostMatch(self.site, PRODUCTION, preview=False)
+        return self.hosting.direct(scope, site_match, path.normalized, ctx, reply)
 
     def _mounted_send(self, send: Send, prefix: bytes) -> Send:
         """Apply the route's response headers; keep the site's own redirects under the mount."""

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -28,6 +28,7 @@ from edgeproxy.config.loader import load_config
 from edgeproxy.config.models import RulesConfig
 from edgeproxy.config.reload import watch_config
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import Tasks
 from edgeproxy.edge.capture import OutputCapture
 from edgeproxy.edge.handlers import HandlerModule
 from edgeproxy.edge.host import EdgeHost
@@ -53,6 +54,9 @@ from edgeproxy.server import AbortedResponseFilter
 from edgeproxy.sites.git import GitBackend, ensure_repository
 from edgeproxy.sites.hosting import SiteHosting
 from edgeproxy.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 logger = logging.getLogger("edgeproxy")
 
@@ -148,6 +152,10 @@ class EdgeApp:
         if self.gateway is None:
             raise RuntimeError("the app has not started (lifespan startup not run)")
         await self.gateway(scope, receive, send)
+
+    def direct(self, cycle: RequestResponseCycle, tasks: Tasks) -> bool:
+        """Offered each request by our HTTP protocol before it starts an ASGI task."""
+        return self.gateway is not None and self.gateway.direct(cycle, tasks)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

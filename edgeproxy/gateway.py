@@ -1,4 +1,4 @@
-"""The gateway: the pure-ASGI entry point every request passes through."""
+"""The gateway: the ASGI entry point every request passes through (or its direct answer)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,29 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from edgeproxy.accesslog import AccessLog
 from edgeproxy.actions import Action
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply, Tasks, resumed
 from edgeproxy.exceptions import BadRequest, NotFound, RequestError, ResponseAborted, UpstreamError
 from edgeproxy.metrics import Metrics
 from edgeproxy.responses import deny_websocket, send_error
-from edgeproxy.routing.paths import parse_path
+from edgeproxy.routing.paths import RequestPath, parse_path
+from edgeproxy.routing.table import RouteMatch
 from edgeproxy.runtime import Runtime
+from edgeproxy.sites.hosting import HostMatch
 from edgeproxy.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 logger = logging.getLogger("edgeproxy.gateway")
 
 INTERNAL_PREFIX = b"/_edge/"
+_DIRECT_METHODS = frozenset({"GET", "HEAD"})
+_BODY_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 def request_host(scope: Scope) -> str:
@@ -69,42 +78,99 @@ class Gateway:
 
         return observed
 
+    def _context(self, scope: Scope) -> RequestContext:
+        client = scope.get("client")
+        ctx = RequestContext(
+            host="", client_ip=client[0] if client else "", scheme=scope.get("scheme", "http")
+        )
+        ctx.request_id = self.request_ids.next()
+        return ctx
+
+    def _resolve(
+        self, scope: Scope, raw_path: bytes, runtime: Runtime, ctx: RequestContext
+    ) -> tuple[RequestPath, HostMatch | RouteMatch]:
+        """Where the request goes: a site's deployment by host, or a route (sets ctx.route)."""
+        ctx.host = request_host(scope)
+        peer = ctx.client_ip
+        if runtime.trusted.trusts(peer):
+            forwarded = [v for n, v in scope["headers"] if n == b"x-forwarded-for"]
+            ctx.client_ip = runtime.trusted.client_ip(peer, forwarded)
+        path = parse_path(raw_path)
+        if runtime.hosting is not None:
+            site = runtime.hosting.match_host(ctx.host)
+            if site is not None:
+                ctx.route = f"site:{site.site}"
+                return path, site
+        match = runtime.table.match(ctx.host, path, scope.get("method", "GET"))
+        if match is None:
+            raise NotFound(f"no route for {ctx.host}{path.normalized}")
+        ctx.route = match.route.name
+        return path, match
+
+    def direct(self, cycle: RequestResponseCycle, tasks: Tasks) -> bool:
+        """Answer a GET or HEAD without a body from callbacks, if its action can
+        (`edgeproxy.direct`); False, with nothing done, leaves it to the ASGI path."""
+        scope = cast(Scope, cycle.scope)
+        if scope["method"] not in _DIRECT_METHODS:
+            return False
+        for name, _ in scope["headers"]:
+            if name in _BODY_FRAMING:
+                return False
+        raw_path: bytes = scope["raw_path"]
+        if raw_path.startswith(INTERNAL_PREFIX):
+            return False
+        runtime = self.runtime()
+        started = time.perf_counter()
+        ctx = self._context(scope)
+        try:
+            path, target = self._resolve(scope, raw_path, runtime, ctx)
+            reply = DirectReply(cycle, tasks, ctx, started, self.finish)
+            if isinstance(target, HostMatch):
+                assert runtime.hosting is not None
+                return runtime.hosting.direct(scope, target, path.normalized, ctx, reply)
+            begin = getattr(target.route.payload, "direct", None)
+            return begin is not None and bool(begin(scope, target, path, ctx, reply))
+        except RequestError:
+            return False
+
+    def finish(self, scope: Scope, ctx: RequestContext, started: float) -> None:
+        """Account for a request that is over: metrics, and the access log when it is on."""
+        seconds = time.perf_counter() - started
+        self.metrics.observe(ctx.route, ctx.status, seconds)
+        if self.access_log is not None:
+            self.access_log.write(scope, ctx, seconds, ctx.request_id)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         if raw_path.startswith(INTERNAL_PREFIX) or raw_path == INTERNAL_PREFIX[:-1]:
             await self.internal(scope, receive, send)
             return
-        runtime = self.runtime()
-        started = time.perf_counter()
-        client = scope.get("client")
-        peer = client[0] if client else ""
-        ctx = RequestContext(host="", client_ip=peer, scheme=scope.get("scheme", "http"))
-        request_id = ctx.request_id = self.request_ids.next()
+        handed_over = resumed(scope)
+        if handed_over is not None:
+            reply, resume = handed_over
+            ctx, started = reply.ctx, reply.started
+        else:
+            started = time.perf_counter()
+            ctx = self._context(scope)
         if scope["type"] == "websocket":
             send = self._observe_websocket(send, ctx)
         try:
-            ctx.host = request_host(scope)
-            if runtime.trusted.trusts(peer):
-                forwarded = [v for n, v in scope["headers"] if n == b"x-forwarded-for"]
-                ctx.client_ip = runtime.trusted.client_ip(peer, forwarded)
-            path = parse_path(raw_path)
-            if runtime.hosting is not None:
-                site = runtime.hosting.match_host(ctx.host)
-                if site is not None:
-                    ctx.route = f"site:{site.site}"
-                    await runtime.hosting.serve(scope, receive, send, site, path.normalized, ctx)
-                    return
-            match = runtime.table.match(ctx.host, path, scope.get("method", "GET"))
-            if match is None:
-                raise NotFound(f"no route for {ctx.host}{path.normalized}")
-            ctx.route = match.route.name
-            action: Action = match.route.payload  # type: ignore[assignment]
+            if handed_over is not None:
+                await resume(scope, receive, send)
+                return
+            runtime = self.runtime()
+            path, target = self._resolve(scope, raw_path, runtime, ctx)
+            if isinstance(target, HostMatch):
+                assert runtime.hosting is not None
+                await runtime.hosting.serve(scope, receive, send, target, path.normalized, ctx)
+                return
+            action: Action = target.route.payload  # type: ignore[assignment]
             if scope["type"] == "websocket":
                 if not hasattr(action, "websocket"):
                     raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
-                await action.websocket(scope, receive, send, match, path, ctx)
+                await action.websocket(scope, receive, send, target, path, ctx)
             else:
-                await action(scope, receive, send, match, path, ctx)
+                await action(scope, receive, send, target, path, ctx)
         except RequestError as exc:
             ctx.error = exc.code
             if isinstance(exc, UpstreamError):
@@ -115,11 +181,8 @@ class Gateway:
                 raise ResponseAborted(exc.detail) from exc
             ctx.status = exc.status
             if scope["type"] == "websocket":
-                await deny_websocket(scope, send, exc, request_id)
+                await deny_websocket(scope, send, exc, ctx.request_id)
             else:
-                await send_error(scope, send, exc, request_id)
+                await send_error(scope, send, exc, ctx.request_id)
         finally:
-            seconds = time.perf_counter() - started
-            self.metrics.observe(ctx.route, ctx.status, seconds)
-            if self.access_log is not None:
-                self.access_log.write(scope, ctx, seconds, request_id)
+            self.finish(scope, ctx, started)

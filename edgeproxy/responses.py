@@ -42,6 +42,12 @@ def wants_json(scope: Scope) -> bool:
     return True
 
 
+async def send_response(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    """A whole response whose headers are final."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_bytes(send: Send, status: int, headers: Headers, body: bytes) -> None:
     headers = [*headers, (b"date", http_date()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -23,8 +23,9 @@ from edgeproxy.cache.directives import parse_cache_control, response_directives
 from edgeproxy.cache.ranges import partial_response
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply
 from edgeproxy.exceptions import UpstreamError
-from edgeproxy.responses import send_bytes
+from edgeproxy.responses import send_bytes, send_response
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.table import RouteMatch
 from edgeproxy.types import DISCONNECT_HOOKS, Headers, Message, Receive, Scope, Send
@@ -36,6 +37,7 @@ _CONDITIONAL = frozenset(
 )
 _COALESCE_WAIT = 10.0
 _REQUEST_DIRECTIVES = frozenset({b"cache-control", b"pragma"})
+_SERVABLE = frozenset({policy.Decision.FRESH, policy.Decision.STALE_OK})
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class CachingAction:
         entry, evaluation = self._lookup(key, request_headers)
         decision = evaluation.decision if evaluation is not None else policy.Decision.MISS
         if entry is not None and evaluation is not None:
-            if decision in (policy.Decision.FRESH, policy.Decision.STALE_OK):
+            if decision in _SERVABLE:
                 self.stats.hits += 1
                 status = policy.cache_status(True, ttl=evaluation.ttl)
                 await self._serve(scope, send, entry, ctx, status, evaluation.age)
@@ -216,6 +218,12 @@ class CachingAction:
     async def _serve(
         self, scope: Scope, send: Send, entry: Entry, ctx: RequestContext, status: bytes, age: float
     ) -> None:
+        await send_response(send, *self._hit(scope, entry, ctx, status, age))
+
+    def _hit(
+        self, scope: Scope, entry: Entry, ctx: RequestContext, status: bytes, age: float
+    ) -> tuple[int, Headers, bytes]:
+        """The response to send from a stored one: status, headers and body."""
         headers = [(n, v) for n, v in entry.headers if n not in (b"age", b"cache-status")]
         headers += [(b"age", str(int(age)).encode()), (b"cache-status", status)]
         if policy.client_not_modified(scope["headers"], entry.headers):
@@ -223,9 +231,7 @@ class CachingAction:
             kept = [
                 (n, v) for n, v in headers if n not in (b"content-length", b"transfer-encoding")
             ]
-            await send({"type": "http.response.start", "status": 304, "headers": kept})
-            await send({"type": "http.response.body", "body": b""})
-            return
+            return 304, kept, b""
         status_code, body = entry.status, entry.body
         if status_code == 200 and scope["method"] == "GET":
             partial = partial_response(scope["headers"], headers, body)
@@ -233,8 +239,26 @@ class CachingAction:
                 status_code, headers, body = partial.status, partial.headers, partial.body
         ctx.status = status_code
         ctx.bytes_sent = len(body)
-        await send({"type": "http.response.start", "status": status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return status_code, headers, body
+
+    def direct(
+        self,
+        scope: Scope,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        reply: DirectReply,
+    ) -> bool:
+        """Answer a fresh hit from callbacks (`edgeproxy.direct`); False for anything else,
+        which the ASGI path then looks up again and handles."""
+        entry, evaluation = self._lookup(self.key(scope, ctx), scope["headers"])
+        if entry is None or evaluation is None or evaluation.decision not in _SERVABLE:
+            return False
+        self.stats.hits += 1
+        status = policy.cache_status(True, ttl=evaluation.ttl)
+        code, headers, body = self._hit(scope, entry, ctx, status, evaluation.age)
+        reply.respond(code, headers, body)
+        return True
 
     # fetching
 

@@ -10,14 +10,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply
 from edgeproxy.exceptions import (
+    NoHealthyUpstream,
     PayloadTooLarge,
     ResponseAborted,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
-from edgeproxy.proxy.client import UpstreamClient, UpstreamResponse
+from edgeproxy.proxy.client import UpstreamClient, UpstreamConnection, UpstreamResponse
 from edgeproxy.proxy.headers import (
     HeaderRules,
     TrustedProxies,
@@ -124,6 +126,61 @@ class ProxyAction:
         )
         return self.request_rules.apply(headers)
 
+    def _upstream_path(self, scope: Scope, match: RouteMatch, path: RequestPath) -> bytes:
+        path_qs = self.rewriter.upstream_path(match, path).encode("latin-1")
+        if scope["query_string"]:
+            path_qs += b"?" + scope["query_string"]
+        return path_qs
+
+    def direct(
+        self,
+        scope: Scope,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        reply: DirectReply,
+    ) -> bool:
+        """Forward a GET or HEAD without a body on an idle pooled connection and answer from
+        callbacks (`edgeproxy.direct`); with no connection idle, hand it to the ASGI path."""
+        try:
+            target = self.pool.select(ctx.client_ip)
+        except NoHealthyUpstream:
+            return False
+        path_qs = self._upstream_path(scope, match, path)
+        headers = self.upstream_headers(
+            scope, ctx, target, self.rewriter.stripped_prefix(match, path)
+        )
+        conn = self.client.send_now(
+            target,
+            scope["method"],
+            target.base_path_bytes + path_qs,
+            headers,
+            self.pool.config.read_timeout,
+        )
+        if conn is not None:
+            conn.listener = _DirectExchange(self, scope, match, path, reply, target, conn).on_event
+            return True
+
+        # Connecting takes awaiting: the ASGI path does it, to the target chosen here.
+        async def connect(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._forward(scope, receive, send, match, path, ctx, chosen=target)
+
+        reply.hand_over(connect)
+        return True
+
+    def answer_direct(self, exchange: _DirectExchange) -> None:
+        """The whole response has arrived for a direct exchange: answer the client."""
+        conn, target, ctx = exchange.conn, exchange.target, exchange.reply.ctx
+        target.active -= 1
+        ctx.upstream_seconds = time.perf_counter() - exchange.started
+        self.pool.record_success(target)
+        headers = self._response_headers(conn.headers, exchange.match, exchange.path, ctx, target)
+        status = conn.status
+        body = conn.take_body() if conn.body else b""
+        self.client.release(conn)
+        ctx.bytes_sent = len(body)
+        exchange.reply.respond(status, headers, body)
+
     async def __call__(
         self,
         scope: Scope,
@@ -133,14 +190,27 @@ class ProxyAction:
         path: RequestPath,
         ctx: RequestContext,
     ) -> None:
+        await self._forward(scope, receive, send, match, path, ctx)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        sent: _DirectExchange | None = None,
+        chosen: Target | None = None,
+    ) -> None:
+        """Forward the request; with `sent`, go on with a direct exchange handed over; with
+        `chosen`, try that target first (the direct path chose it before handing over)."""
         length = declared_length(scope)
         if length is not None and length > self.max_body_size:
             raise PayloadTooLarge(
                 f"request body of {length} bytes is larger than the limit of {self.max_body_size}"
             )
-        path_qs = self.rewriter.upstream_path(match, path).encode("latin-1")
-        if scope["query_string"]:
-            path_qs += b"?" + scope["query_string"]
+        path_qs = self._upstream_path(scope, match, path)
         prefix = self.rewriter.stripped_prefix(match, path)
         method = scope["method"]
         body = RequestBody(receive, self.max_body_size) if has_body(scope, length) else None
@@ -152,11 +222,19 @@ class ProxyAction:
         tried: list[Target] = []
         try:
             while True:
-                target = self.pool.select(ctx.client_ip, tried)
-                headers = self.upstream_headers(scope, ctx, target, prefix)
-                ctx.upstream = target.url
-                started = time.perf_counter()
-                target.active += 1
+                if sent is not None:
+                    # Written, and counted active, by the direct exchange.
+                    target, conn, started = sent.target, sent.conn, sent.started
+                    headers = self.upstream_headers(scope, ctx, target, prefix)
+                    sent = None
+                else:
+                    target = chosen or self.pool.select(ctx.client_ip, tried)
+                    chosen = None
+                    headers = self.upstream_headers(scope, ctx, target, prefix)
+                    ctx.upstream = target.url
+                    started = time.perf_counter()
+                    target.active += 1
+                    conn = None
                 try:
                     response = await self.client.request(
                         target,
@@ -167,6 +245,7 @@ class ProxyAction:
                         length,
                         origin.connect_timeout,
                         origin.read_timeout,
+                        sent=conn,
                     )
                 except (UpstreamConnectError, UpstreamTimeout) as exc:
                     target.active -= 1
@@ -247,15 +326,16 @@ class ProxyAction:
         finally:
             target.active -= 1
 
-    async def _relay(
+    def _response_headers(
         self,
-        response: UpstreamResponse,
-        send: Send,
+        headers: Headers,
         match: RouteMatch,
         path: RequestPath,
         ctx: RequestContext,
         target: Target,
-    ) -> None:
+    ) -> Headers:
+        """The origin's response headers for the client: hop-by-hop out, locations mapped
+        back through the public host and prefix, the route's response rules applied."""
         public_origin = f"{ctx.scheme}://{ctx.host}".encode("latin-1")
 
         def relocate(value: bytes) -> bytes:
@@ -277,8 +357,91 @@ class ProxyAction:
             rest = mapped.encode("latin-1") if mapped is not None else rest
             return public_origin + rest if absolute else rest
 
-        headers = client_response_headers(response.headers, relocate)
-        await relay(response, self.response_rules.apply(headers), send, ctx)
+        return self.response_rules.apply(client_response_headers(headers, relocate))
+
+    async def _relay(
+        self,
+        response: UpstreamResponse,
+        send: Send,
+        match: RouteMatch,
+        path: RequestPath,
+        ctx: RequestContext,
+        target: Target,
+    ) -> None:
+        headers = self._response_headers(response.headers, match, path, ctx, target)
+        await relay(response, headers, send, ctx)
+
+
+class _DirectExchange:
+    """A request a `ProxyAction` wrote from callbacks, waiting for its response there.
+
+    The connection calls `on_event` as the response arrives. A complete response is
+    answered at once; anything else (an error, a timeout, a body still coming) is handed to
+    the ASGI path, which takes the same exchange up where it stands (`ProxyAction._forward`).
+    A client leaving first closes the connection.
+    """
+
+    __slots__ = (
+        "action",
+        "conn",
+        "listening",
+        "match",
+        "path",
+        "reply",
+        "started",
+        "target",
+    )
+
+    def __init__(
+        self,
+        action: ProxyAction,
+        scope: Scope,
+        match: RouteMatch,
+        path: RequestPath,
+        reply: DirectReply,
+        target: Target,
+        conn: UpstreamConnection,
+    ) -> None:
+        self.action = action
+        self.match = match
+        self.path = path
+        self.reply = reply
+        self.target = target
+        self.conn = conn
+        self.listening = True
+        self.started = time.perf_counter()
+        reply.ctx.upstream = target.url
+        target.active += 1
+        scope[DISCONNECT_HOOKS].append(self.on_disconnect)
+
+    def on_event(self) -> None:
+        conn = self.conn
+        if conn.error is None and not conn.complete and not conn.head_ready:
+            return
+        self._decided()
+        if conn.error is None and conn.complete and self.reply.writable:
+            self.action.answer_direct(self)
+        else:
+            self.reply.hand_over(self.resume)
+
+    def on_disconnect(self) -> None:
+        if not self.listening:
+            return
+        self._decided()
+        self.target.active -= 1
+        self.conn.close()
+        ctx = self.reply.ctx
+        ctx.status = 499
+        ctx.upstream_seconds = time.perf_counter() - self.started
+        self.reply.finish()
+
+    def _decided(self) -> None:
+        self.listening = False
+        self.action.client.settle(self.conn)
+
+    async def resume(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reply = self.reply
+        await self.action._forward(scope, receive, send, self.match, self.path, reply.ctx, self)
 
 
 async def relay(

@@ -150,9 +150,13 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
     out: Headers = []
     via: list[bytes] = []
     connection: list[bytes] = []
+    lengths = 0
     for name, value in headers:
         kind = _RESPONSE_SPECIAL.get(name)
         if kind is None:
+            out.append((name, value))
+        elif kind is _LENGTH_KIND:
+            lengths += 1
             out.append((name, value))
         elif kind is _LOCATION_KIND:
             out.append((name, relocate(value) if relocate is not None else value))
@@ -162,8 +166,7 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
             connection.append(value)
     if connection:
         out = _without_connection_tokens(out, connection)
-    lengths = [value for name, value in out if name == b"content-length"]
-    if len(lengths) > 1:
+    if lengths > 1:
         # Our client framed the body by the first; relaying several (or differing) values
         # would let the client frame it differently (RFC 9112 §6.3). Re-frame instead.
         out = [(name, value) for name, value in out if name != b"content-length"]
@@ -173,6 +176,8 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
 
 
 def _without_connection_tokens(headers: Headers, values: list[bytes], keep: bytes = b"") -> Headers:
+    if all(value.lower() in _NAMELESS_CONNECTION for value in values):
+        return headers
     tokens = {token.strip().lower() for value in values for token in value.split(b",")}
     # `Connection: keep-alive` / `close` name no header; most messages carry only those.
     tokens -= {b"keep-alive", b"close", keep}
@@ -184,6 +189,8 @@ def _without_connection_tokens(headers: Headers, values: list[bytes], keep: byte
 RelocateFn = Callable[[bytes], bytes]
 
 _DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "via", "location"
+_LENGTH_KIND = "length"
+_NAMELESS_CONNECTION = frozenset({b"keep-alive", b"close"})
 # Origins that map headers CGI-style read `X_Forwarded_For` as X-Forwarded-For; such
 # lookalikes are dropped outright (nginx drops every underscored header by default).
 _LOOKALIKES = {name.replace(b"-", b"_") for name in _FORWARDED | {b"x-real-ip"}}
@@ -198,4 +205,5 @@ _RESPONSE_SPECIAL = {
     b"via": _VIA_KIND,
     b"location": _LOCATION_KIND,
     b"content-location": _LOCATION_KIND,
+    b"content-length": _LENGTH_KIND,
 }

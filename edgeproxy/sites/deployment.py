@@ -9,12 +9,13 @@ from urllib.parse import unquote, urlsplit
 
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext, counting_send
+from edgeproxy.direct import DirectReply
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.functions import DeploymentFunctions, has_functions, request_path
 from edgeproxy.sites.headers import HeaderChanges, HeaderRules
 from edgeproxy.sites.redirects import RedirectMatch, RedirectRules
-from edgeproxy.sites.static import StaticFiles
+from edgeproxy.sites.static import FromDisk, StaticFiles
 from edgeproxy.sites.store import Deployment
 from edgeproxy.types import ASGIApp, Headers, Receive, Scope, Send
 
@@ -87,6 +88,33 @@ class LiveDeployment:
         await self.serve_assets(
             scope, receive, send, path=path, host=host, preview=preview, ctx=ctx
         )
+
+    def direct(
+        self,
+        scope: Scope,
+        *,
+        path: str,
+        host: str,
+        preview: bool,
+        ctx: RequestContext,
+        reply: DirectReply,
+    ) -> bool:
+        """Answer from callbacks (`edgeproxy.direct`) what needs no await: a file held in
+        memory (or a redirect, 304 or 404 the index decides) where no function and no
+        `_redirects` rule applies. False, with nothing sent, for the rest."""
+        if self.functions is not None:
+            return False
+        if len(self.redirects):
+            redirect = self.redirects.match(host, path, scope["query_string"])
+            if redirect is not None and self._applies(redirect, path):
+                return False
+        answer = self.static.answer(scope, unquote(path), self._decorator(path, host, preview))
+        if isinstance(answer, FromDisk):
+            return False
+        status, headers, body = answer
+        ctx.bytes_sent = len(body)
+        reply.respond(status, headers, body)
+        return True
 
     def _assets_app(
         self, original: Scope, path: str, host: str, preview: bool, ctx: RequestContext

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edgeproxy.config.models import PreviewProtection, Site
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.exceptions import NotFound, StoreError
 from edgeproxy.responses import send_bytes
@@ -206,6 +207,20 @@ class SiteHosting:
             raise NotFound(f"site {match.site!r} has no deployment {match.alias!r}")
         await deployment.serve(
             scope, receive, send, path=path, host=ctx.host, preview=match.preview, ctx=ctx
+        )
+
+    def direct(
+        self, scope: Scope, match: HostMatch, path: str, ctx: RequestContext, reply: DirectReply
+    ) -> bool:
+        """`serve` from callbacks when the deployment can (`LiveDeployment.direct`); never
+        for a protected preview, whose checks may answer themselves."""
+        if match.preview and self.sites[match.site].preview_protection is not None:
+            return False
+        deployment = self.deployment_for(match.site, match.alias)
+        if deployment is None:
+            return False
+        return deployment.direct(
+            scope, path=path, host=ctx.host, preview=match.preview, ctx=ctx, reply=reply
         )
 
     async def _admit(

@@ -64,7 +64,7 @@ from urllib.parse import quote
 import aiofiles
 
 from edgeproxy.exceptions import ConfigError, ConfigIssue
-from edgeproxy.responses import http_date
+from edgeproxy.responses import http_date, send_response
 from edgeproxy.sites.conditional import (
     accepted_codings,
     etag_matches,
@@ -153,6 +153,20 @@ class StaticFile:
     encoded: dict[str, Representation]  # "br" / "gzip" siblings that exist
 
 
+class FromDisk(NamedTuple):
+    """A response whose body is `length` bytes of a file from `start`, read as it is sent."""
+
+    status: int
+    headers: Headers
+    fs_path: str
+    start: int
+    length: int
+
+
+# A whole response: status, headers and body.
+Answer = tuple[int, Headers, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """What a GET of a path produces; `location` is a decoded path without the query."""
@@ -211,10 +225,26 @@ class StaticFiles:
         `status` replaces the status a file would be sent with (a rewrite rule's own status,
         such as Netlify's `/old /gone.html 410`); redirects and empty 404s keep theirs.
         """
+        answer = self.answer(scope, path, extra_headers, status=status)
+        if isinstance(answer, FromDisk):
+            return await _stream(send, answer)
+        await send_response(send, *answer)
+        return answer[0]
+
+    def answer(
+        self,
+        scope: Scope,
+        path: str,
+        extra_headers: ExtraHeaders | None = None,
+        *,
+        status: int | None = None,
+    ) -> Answer | FromDisk:
+        """What `serve` sends: a whole response (status, headers, body), or a file part
+        too large to hold in memory, to be read from disk as it is sent."""
         method = scope["method"]
         if method not in _READ_METHODS:
             headers = [(b"allow", b"GET, HEAD"), *_ALWAYS, _EMPTY]
-            return await _respond(send, 405, headers, extra_headers)
+            return _empty(405, headers, extra_headers)
         resolution = self._table.get(path)
         if resolution is None:
             resolution = self.resolve(path)
@@ -224,9 +254,9 @@ class StaticFiles:
             if query := scope.get("query_string"):
                 location = f"{location}?{query.decode('latin-1')}"
             headers = [(b"location", location.encode("latin-1")), *_ALWAYS, _EMPTY]
-            return await _respond(send, 308, headers, extra_headers)
+            return _empty(308, headers, extra_headers)
         if file is None:
-            return await _respond(send, 404, [*_ALWAYS, _EMPTY], extra_headers)
+            return _empty(404, [*_ALWAYS, _EMPTY], extra_headers)
         # dict() keeps the last of repeated lines; for the fields read here that can only
         # cost a 304 or 206 (the full 200 is sent instead), never a wrong answer.
         request = dict(scope["headers"])
@@ -236,8 +266,8 @@ class StaticFiles:
             # Validators and ranges describe a 200; a page sent under another status gets none.
             rep = _negotiate(file, request.get(b"accept-encoding"))
             headers = [*rep.as_page]
-            return await _send_body(send, code, headers, rep, 0, rep.size, head, extra_headers)
-        return await _send_file(send, file, request, head, extra_headers)
+            return _body(code, headers, rep, 0, rep.size, head, extra_headers)
+        return _file(file, request, head, extra_headers)
 
     def _scan(self) -> Iterator[tuple[str, os.stat_result]]:
         root = str(self.root)
@@ -425,13 +455,12 @@ def _open_nofollow(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
-async def _send_file(
-    send: Send,
+def _file(
     file: StaticFile,
     request: dict[bytes, bytes],
     head: bool,
     extra: ExtraHeaders | None,
-) -> int:
+) -> Answer | FromDisk:
     range_header = request.get(b"range")
     # Ranges address the identity bytes, so a Range request never gets a compressed body.
     rep = file.identity
@@ -447,34 +476,31 @@ async def _send_file(
         fresh = since is not None and unmodified_since(since, rep.mtime)
     if fresh:
         headers = rep.not_modified if cacheable else _uncached(rep.not_modified)
-        return await _respond(send, 304, [*headers], extra)
+        return _empty(304, [*headers], extra)
     if range_header is not None and if_range_holds(request.get(b"if-range"), rep.etag, rep.mtime):
         byte_range = parse_range(range_header, rep.size)
         if byte_range == "unsatisfiable":
             headers = [(b"content-range", f"bytes */{rep.size}".encode()), *_ALWAYS, _EMPTY]
-            return await _respond(send, 416, headers, extra)
+            return _empty(416, headers, extra)
         if byte_range is not None:
             start, end = byte_range
             headers = [header for header in rep.ok if header[0] not in _NOT_PARTIAL]
             headers.append((b"content-range", f"bytes {start}-{end}/{rep.size}".encode()))
             headers.append((b"content-length", str(end + 1 - start).encode()))
-            return await _send_body(send, 206, headers, rep, start, end + 1 - start, head, extra)
+            return _body(206, headers, rep, start, end + 1 - start, head, extra)
     headers = [*rep.ok] if cacheable else _uncached(rep.ok)
-    return await _send_body(send, 200, headers, rep, 0, rep.size, head, extra)
+    return _body(200, headers, rep, 0, rep.size, head, extra)
 
 
-async def _respond(send: Send, status: int, headers: Headers, extra: ExtraHeaders | None) -> int:
+def _empty(status: int, headers: Headers, extra: ExtraHeaders | None) -> Answer:
     """A response without a body; `headers` must be a fresh list."""
     headers.append((b"date", http_date()))
     if extra is not None:
         headers = extra(status, headers)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
-    return status
+    return status, headers, b""
 
 
-async def _send_body(
-    send: Send,
+def _body(
     status: int,
     headers: Headers,
     rep: Representation,
@@ -482,30 +508,32 @@ async def _send_body(
     length: int,
     head: bool,
     extra: ExtraHeaders | None,
-) -> int:
+) -> Answer | FromDisk:
     """`length` bytes of `rep` from `start`; `headers` must be a fresh list."""
     headers.append((b"date", http_date()))
     if extra is not None:
         headers = extra(status, headers)
-    if head or rep.body is not None:
-        body = b""
-        if not head and rep.body is not None:
-            body = rep.body if length == rep.size else rep.body[start : start + length]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return status
+    if head:
+        return status, headers, b""
+    if rep.body is not None:
+        body = rep.body if length == rep.size else rep.body[start : start + length]
+        return status, headers, body
+    return FromDisk(status, headers, rep.fs_path, start, length)
+
+
+async def _stream(send: Send, part: FromDisk) -> int:
     # Opened before the headers go out, so a vanished file is a 500, not a truncated 200.
-    async with aiofiles.open(rep.fs_path, "rb", opener=_open_nofollow) as file:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await file.seek(start)
-        remaining = length
+    async with aiofiles.open(part.fs_path, "rb", opener=_open_nofollow) as file:
+        await send({"type": "http.response.start", "status": part.status, "headers": part.headers})
+        await file.seek(part.start)
+        remaining = part.length
         while remaining:
             chunk = await file.read(min(CHUNK_SIZE, remaining))
             if not chunk:
-                raise OSError(f"{rep.fs_path} shrank after it was indexed")
+                raise OSError(f"{part.fs_path} shrank after it was indexed")
             remaining -= len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-    return status
+    return part.status
 
 
 def _uncached(headers: Headers) -> Headers:

@@ -1,0 +1,170 @@
+"""Answering a request from the server's own callbacks, without an ASGI task.
+
+uvicorn runs every request as a task that calls the ASGI app, which then speaks in message
+dicts; for a proxied GET that is a task, a dozen coroutine frames, an `asyncio.Event` and two
+futures per request, measured at about a third of its cost (bench/README.md). A request that
+needs nothing awaited but the origin's answer — a GET or HEAD without a body, on a route
+whose action offers `direct` — is answered from callbacks instead: our protocol offers it
+to the gateway before starting a task (`EdgeHttpProtocol._start_asgi_task`), the action
+writes the request upstream and answers when the response has arrived in full.
+
+Only the ordinary case is taken this way. Whatever is not ordinary — an origin failing or
+timing out, a body still streaming, a client not reading — is handed over to the ASGI path
+mid-exchange (`DirectReply.hand_over`): it resumes the same request, with the same context,
+in a task, and owns every error page, retry and streaming rule as it does for any request.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from edgeproxy.context import RequestContext
+from edgeproxy.responses import send_response
+from edgeproxy.types import Headers, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+# Scope key: `(DirectReply, resume)` when a direct answer was handed over to the ASGI path.
+RESUME = "edgeproxy.resume"
+
+Resume = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# As uvicorn validates what an app sends (httptools_impl.HEADER_RE / HEADER_VALUE_RE).
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_NO_BODY = frozenset({204, 304})
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+class Tasks(Protocol):
+    """What the server offers a direct answer: the ASGI task it did not start (yet)."""
+
+    def start_asgi_task(self, cycle: RequestResponseCycle) -> None: ...
+
+
+class DirectReply:
+    """One request being answered outside an ASGI task."""
+
+    __slots__ = ("_finish", "_tasks", "ctx", "cycle", "started")
+
+    def __init__(
+        self,
+        cycle: RequestResponseCycle,
+        tasks: Tasks,
+        ctx: RequestContext,
+        started: float,
+        finish: Callable[[Scope, RequestContext, float], None],
+    ) -> None:
+        self.cycle = cycle
+        self.ctx = ctx
+        self.started = started
+        self._tasks = tasks
+        self._finish = finish
+
+    @property
+    def scope(self) -> Scope:
+        return cast(Scope, self.cycle.scope)
+
+    @property
+    def writable(self) -> bool:
+        """False when the client has gone or is not reading what we already wrote."""
+        cycle = self.cycle
+        return not cycle.disconnected and not cycle.flow.write_paused
+
+    def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        """Write the whole response now and account for the request. Headers uvicorn
+        would refuse are handed over instead, to be refused there as any app's are."""
+        if not write_response(self.cycle, status, headers, body):
+            self.hand_over(functools.partial(_send_whole, status, headers, body))
+            return
+        self.ctx.status = status
+        self.finish()
+
+    def finish(self) -> None:
+        """Metrics and access log, once the request is over (answered, or the client left)."""
+        self._finish(self.scope, self.ctx, self.started)
+
+    def hand_over(self, resume: Resume) -> None:
+        """Go on in an ASGI task: the gateway calls `resume(scope, receive, send)` there
+        with this request's context, as if the request had taken that path from the start."""
+        self.scope[RESUME] = (self, resume)
+        self._tasks.start_asgi_task(self.cycle)
+
+
+def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, body: bytes) -> bool:
+    """What uvicorn's `send` does for a start message and a final body message, in one write;
+    False, with nothing written, for a header it would refuse. Header names are lowercase,
+    as everything the gateway builds has them.
+
+    The body is complete, so the response is framed by its length (any Content-Length the
+    headers carry is replaced); a HEAD response and 204/304 keep their headers' own.
+    """
+    if cycle.default_headers:
+        headers = [*cycle.default_headers, *headers]
+    framed = status not in _NO_BODY and cycle.scope["method"] != "HEAD"
+    if framed:
+        headers = [(name, value) for name, value in headers if name != b"content-length"]
+    names = b"".join([name for name, _ in headers])
+    values = b"".join([value for _, value in headers])
+    if _BAD_NAME.search(names) or _BAD_VALUE.search(values):
+        return False
+    if b"connection" in names and _says_close(headers):
+        cycle.keep_alive = False
+        close = b""
+    else:
+        close = b"" if cycle.keep_alive else b"connection: close\r\n"
+    head = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+    if framed:
+        data = b"%s%scontent-length: %d\r\n%s\r\n%s" % (
+            _status_line(status),
+            head,
+            len(body),
+            close,
+            body,
+        )
+    else:
+        data = _status_line(status) + head + close + b"\r\n"
+    cycle.response_started = True
+    cycle.response_complete = True
+    cycle.waiting_for_100_continue = False
+    cycle.transport.write(data)
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
+
+
+def _says_close(headers: Headers) -> bool:
+    return any(
+        name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]
+        for name, value in headers
+    )
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
+    return line
+
+
+async def _send_whole(
+    status: int, headers: Headers, body: bytes, scope: Scope, receive: Receive, send: Send
+) -> None:
+    await send_response(send, status, headers, body)
+
+
+def resumed(scope: Scope) -> tuple[DirectReply, Resume] | None:
+    """The direct answer this ASGI call continues, if any (taken out of the scope)."""
+    value: Any = scope.pop(RESUME, None)
+    return value  # type: ignore[no-any-return]
