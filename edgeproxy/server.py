@@ -95,6 +95,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.scope[DISCONNECT_HOOKS] = []  # type: ignore[literal-required]
         self._host_count = 0
+        # A request pipelined behind one answered at once (edgeproxy.direct) begins after
+        # that answer made the connection idle.
+        self.idle_deadline = 0.0
         if not self.header_deadline and self.header_timeout > 0:
             self.header_deadline = self.loop.time() + self.header_timeout
 
@@ -114,12 +117,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._rejection = f"a request needs exactly one Host header (got {self._host_count})"
             raise RequestRejected(self._rejection)
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.transport is self.transport:
-            batched = _BatchedTransport(self.transport, write_batch(self.loop))
-            cycle.transport = batched  # type: ignore[assignment]
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if cycle.transport is self.transport:
+            batched = _BatchedTransport(self.transport, write_batch(self.loop))
+            cycle.transport = batched  # type: ignore[assignment]
         # A request the gateway can answer from callbacks gets no task (edgeproxy.direct).
         direct = getattr(app, "direct", None)
         if direct is None or not direct(cycle, self):

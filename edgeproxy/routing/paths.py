@@ -39,6 +39,8 @@ _REFUSED_ESCAPES = {
     b"%00": ("encoded NUL (%00)", ""),
 }
 _DOTS = (".", "..")
+_PARSED: dict[bytes, RequestPath] = {}
+_PARSED_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,17 @@ def parse_path(raw_path: bytes) -> RequestPath:
     of every other escape (`%3f` -> `%3F`) and resolves `.` and `..`. Raises `BadRequest`
     for anything an origin could read differently.
     """
+    # The answer depends on the bytes alone and is immutable: popular paths are parsed once.
+    parsed = _PARSED.get(raw_path)
+    if parsed is None:
+        parsed = _parse(raw_path)
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[raw_path] = parsed
+    return parsed
+
+
+def _parse(raw_path: bytes) -> RequestPath:
     if not raw_path.startswith(b"/"):
         raise BadRequest(
             f"request target {_show(raw_path)} is not a path starting with '/' "

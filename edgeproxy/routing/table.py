@@ -28,6 +28,8 @@ _HOST_RANKS = {EXACT: "exact", WILDCARD: "wildcard", ANY: "any"}
 _LITERAL, _PARAM = 2, 1
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPLATS = ("*", "<*>")
+# Winners remembered per table, by (Host as sent, path segments, method).
+_FOUND_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,7 @@ class RouteTable:
     that tie.
     """
 
-    __slots__ = ("_any", "_exact", "_wildcard", "routes")
+    __slots__ = ("_any", "_exact", "_found", "_wildcard", "routes")
 
     def __init__(self, routes: Sequence[Route]) -> None:
         issues: list[ConfigIssue] = []
@@ -222,6 +224,7 @@ class RouteTable:
             raise ConfigError(sorted(issues, key=_route_index))
 
         self.routes = tuple(compiled)
+        self._found: dict[tuple[str, tuple[str, ...], str], CompiledRoute | None] = {}
         self._exact = {host: _Candidates(bucket) for host, bucket in exact.items()}
         self._wildcard = {host: _Candidates(bucket) for host, bucket in wildcard.items()}
         self._any = _Candidates(any_host)
@@ -232,8 +235,16 @@ class RouteTable:
         `host` is the Host header as sent (any case, maybe with a port). Raises BadRequest
         if the path reaches the winner's prefix through dot-segments.
         """
-        route = self._find(_host_name(host), path, method)
-        return None if route is None else _bind(route, path)
+        key = (host, path.segments, method)
+        try:
+            found = self._found[key]
+        except KeyError:
+            # The table never changes (a reload builds a new one), so neither does the winner.
+            found = self._find(_host_name(host), path, method)
+            if len(self._found) >= _FOUND_LIMIT:
+                self._found.clear()
+            self._found[key] = found
+        return None if found is None else _bind(found, path)
 
     def explain(self, host: str, path: RequestPath, method: str) -> list[str]:
         """Human-readable lines: the request, the winner, and why each other route lost."""
