@@ -36,7 +36,10 @@ Resume = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # As uvicorn validates what an app sends (httptools_impl.HEADER_RE / HEADER_VALUE_RE).
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_BYTE = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Header names seen valid; names repeat from response to response.
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_LIMIT = 1024
 _NO_BODY = frozenset({204, 304})
 _STATUS_LINES: dict[int, bytes] = {}
 
@@ -107,18 +110,27 @@ def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, b
     if cycle.default_headers:
         headers = [*cycle.default_headers, *headers]
     framed = status not in _NO_BODY and cycle.scope["method"] != "HEAD"
-    if framed:
-        headers = [(name, value) for name, value in headers if name != b"content-length"]
-    names = b"".join([name for name, _ in headers])
-    values = b"".join([value for _, value in headers])
-    if _BAD_NAME.search(names) or _BAD_VALUE.search(values):
+    lines = [
+        name + b": " + value + b"\r\n"
+        for name, value in headers
+        if name != b"content-length" or not framed
+    ]
+    head = b"".join(lines)
+    # Each line holds exactly the one CR LF put there, and no other control character.
+    crlfs = len(lines)
+    if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs or _BAD_BYTE.search(head):
         return False
-    if b"connection" in names and _says_close(headers):
+    for name, _ in headers:
+        if name not in _GOOD_NAMES:
+            if _BAD_NAME.search(name) or not name:
+                return False
+            if len(_GOOD_NAMES) < _GOOD_NAMES_LIMIT:
+                _GOOD_NAMES.add(name)
+    if b"connection: " in head and _says_close(headers):
         cycle.keep_alive = False
         close = b""
     else:
         close = b"" if cycle.keep_alive else b"connection: close\r\n"
-    head = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
     if framed:
         data = b"%s%scontent-length: %d\r\n%s\r\n%s" % (
             _status_line(status),

@@ -59,6 +59,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.idle_deadline = 0.0
         self._host_count = 0
         self._rejection = ""
+        self._batched: _BatchedTransport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -102,9 +103,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self.header_deadline = self.loop.time() + self.header_timeout
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 4 and name.lower() == b"host":
+        # uvicorn's, counting Host headers on the way.
+        name = name.lower()
+        if name == b"host":
             self._host_count += 1
-        super().on_header(name, value)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.header_deadline = 0.0
@@ -120,8 +125,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if cycle.transport is self.transport:
-            batched = _BatchedTransport(self.transport, write_batch(self.loop))
-            cycle.transport = batched  # type: ignore[assignment]
+            if self._batched is None:
+                self._batched = _BatchedTransport(self.transport, write_batch(self.loop))
+            cycle.transport = self._batched  # type: ignore[assignment]
         # A request the gateway can answer from callbacks gets no task (edgeproxy.direct).
         direct = getattr(app, "direct", None)
         if direct is None or not direct(cycle, self):

@@ -38,6 +38,9 @@ _CONDITIONAL = frozenset(
 _COALESCE_WAIT = 10.0
 _REQUEST_DIRECTIVES = frozenset({b"cache-control", b"pragma"})
 _SERVABLE = frozenset({policy.Decision.FRESH, policy.Decision.STALE_OK})
+_KEYS_LIMIT = 4096
+# Request fields that can turn a stored 200 into a 304, 206 or 416.
+_CONDITIONAL_OR_RANGE = frozenset({b"if-none-match", b"if-modified-since", b"range"})
 
 
 @dataclass(frozen=True)
@@ -110,20 +113,29 @@ class CachingAction:
         self.store = store
         self.stats = stats
         self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._keys: dict[tuple[str, str, bytes], str] = {}
         self._refreshing: set[str] = set()
 
     def key(self, scope: Scope, ctx: RequestContext) -> str:
         path_qs = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
             path_qs += b"?" + scope["query_string"]
-        return policy.cache_key(
-            "GET",
-            ctx.scheme,
-            ctx.host,
-            path_qs,
-            query=self.settings.query,
-            allow=self.settings.query_allow,
-        )
+        # A pure function of these and the route's settings: popular URLs are keyed once.
+        known = (ctx.scheme, ctx.host, path_qs)
+        key = self._keys.get(known)
+        if key is None:
+            key = policy.cache_key(
+                "GET",
+                ctx.scheme,
+                ctx.host,
+                path_qs,
+                query=self.settings.query,
+                allow=self.settings.query_allow,
+            )
+            if len(self._keys) >= _KEYS_LIMIT:
+                self._keys.clear()
+            self._keys[known] = key
+        return key
 
     async def __call__(
         self,
@@ -225,8 +237,13 @@ class CachingAction:
     ) -> tuple[int, Headers, bytes]:
         """The response to send from a stored one: status, headers and body."""
         headers = [(n, v) for n, v in entry.headers if n not in (b"age", b"cache-status")]
-        headers += [(b"age", str(int(age)).encode()), (b"cache-status", status)]
-        if policy.client_not_modified(scope["headers"], entry.headers):
+        headers += [(b"age", b"%d" % age), (b"cache-status", status)]
+        request = scope["headers"]
+        if not any(name in _CONDITIONAL_OR_RANGE for name, _ in request):
+            ctx.status = entry.status
+            ctx.bytes_sent = len(entry.body)
+            return entry.status, headers, entry.body
+        if policy.client_not_modified(request, entry.headers):
             ctx.status = 304
             kept = [
                 (n, v) for n, v in headers if n not in (b"content-length", b"transfer-encoding")

@@ -12,6 +12,7 @@ Where the RFCs leave a choice, the choice is written next to the code as `Choice
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -512,6 +513,7 @@ _FWD_REASONS: Final = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=256)
 def _sf_token_or_string(text: str) -> str:
     if SF_TOKEN.fullmatch(text):
         return text
