@@ -117,7 +117,7 @@ class Gateway:
             if name in _BODY_FRAMING:
                 return False
         raw_path: bytes = scope["raw_path"]
-        if raw_path.startswith(INTERNAL_PREFIX):
+        if raw_path.startswith(INTERNAL_PREFIX) or raw_path == INTERNAL_PREFIX[:-1]:
             return False
         runtime = self.runtime()
         started = time.perf_counter()

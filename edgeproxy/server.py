@@ -80,7 +80,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            # Soon, not now: a direct answer completes inside this call and would come back
+            # here for the next, one stack frame deeper per pipelined request.
+            self.loop.call_soon(self._start_asgi_task, cycle, app)
         else:
             self.idle_deadline = self.loop.time() + self.timeout_keep_alive
 

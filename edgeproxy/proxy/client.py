@@ -34,6 +34,7 @@ _MAX_IDLE_PER_TARGET = 128
 # as the close arrives fails with nothing to retry it on when it has a body. Staying under
 # the shortest common timeout trades a reconnect after a lull for never racing it.
 _IDLE_REUSE_SECONDS = 4.0
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 # How often read timeouts of exchanges answered from callbacks are checked: their precision.
 _EXPIRY_SWEEP_SECONDS = 0.05
 
@@ -148,10 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.keep_alive = bool(self.parser.should_keep_alive())
             self.complete = True
         else:
-            framed = any(
-                name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-            )
-            self.until_close = not framed
+            self.until_close = not any(name in _FRAMING for name, _ in self.headers)
         self._wake()
 
     def on_body(self, body: bytes) -> None:

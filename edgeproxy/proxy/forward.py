@@ -336,7 +336,6 @@ class ProxyAction:
     ) -> Headers:
         """The origin's response headers for the client: hop-by-hop out, locations mapped
         back through the public host and prefix, the route's response rules applied."""
-        public_origin = f"{ctx.scheme}://{ctx.host}".encode("latin-1")
 
         def relocate(value: bytes) -> bytes:
             origin = target.origin.encode()
@@ -355,7 +354,9 @@ class ProxyAction:
                 rest = rest[len(base) :] or b"/"
             mapped = self.rewriter.public_path(rest.decode("latin-1"), match, path)
             rest = mapped.encode("latin-1") if mapped is not None else rest
-            return public_origin + rest if absolute else rest
+            if absolute:
+                return f"{ctx.scheme}://{ctx.host}".encode("latin-1") + rest
+            return rest
 
         return self.response_rules.apply(client_response_headers(headers, relocate))
 
