@@ -266,14 +266,27 @@ class CachingAction:
         ctx: RequestContext,
         reply: DirectReply,
     ) -> bool:
-        """Answer a fresh hit from callbacks (`edgeproxy.direct`); False for anything else,
-        which the ASGI path then looks up again and handles."""
-        entry, evaluation = self._lookup(self.key(scope, ctx), scope["headers"])
-        if entry is None or evaluation is None or evaluation.decision not in _SERVABLE:
+        """Answer a plainly fresh hit from callbacks (`edgeproxy.direct`); False for anything
+        else (a miss, stale, request directives), which the ASGI path then handles."""
+        request_headers = scope["headers"]
+        if any(name in _REQUEST_DIRECTIVES for name, _ in request_headers):
+            return False
+        now = time.time()
+        for entry in self.store.variants(self.key(scope, ctx)):
+            names = entry.vary_names
+            if names is None or (names and policy.vary_key(names, request_headers) != entry.vary):
+                continue
+            # The first variant the request may use decides, as in `_lookup`: answered here
+            # only when plainly fresh (RFC 9111 §4.2), else by the ASGI path.
+            age = entry.initial_age + (now - entry.response_time)
+            if not entry.plain or age >= entry.lifetime:
+                return False
+            break
+        else:
             return False
         self.stats.hits += 1
-        status = policy.cache_status(True, ttl=evaluation.ttl)
-        code, headers, body = self._hit(scope, entry, ctx, status, evaluation.age)
+        status = policy.cache_status(True, ttl=entry.lifetime - age)
+        code, headers, body = self._hit(scope, entry, ctx, status, age)
         reply.respond(code, headers, body)
         return True
 
