@@ -17,6 +17,7 @@ in a task, and owns every error page, retry and streaming rule as it does for an
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -36,10 +37,13 @@ Resume = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # As uvicorn validates what an app sends (httptools_impl.HEADER_RE / HEADER_VALUE_RE).
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_BYTE = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every byte but the controls uvicorn refuses in a value (tab is allowed).
+_NOT_CONTROL = bytes(byte for byte in range(256) if byte == 9 or 32 <= byte != 127)
 # Header names seen valid; names repeat from response to response.
 _GOOD_NAMES: set[bytes] = set()
 _GOOD_NAMES_LIMIT = 1024
+_name = operator.itemgetter(0)
+_FIELD = b": ".join
 _NO_BODY = frozenset({204, 304})
 _STATUS_LINES: dict[int, bytes] = {}
 
@@ -110,37 +114,24 @@ def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, b
     if cycle.default_headers:
         headers = [*cycle.default_headers, *headers]
     framed = status not in _NO_BODY and cycle.scope["method"] != "HEAD"
-    lines = [
-        name + b": " + value + b"\r\n"
-        for name, value in headers
-        if name != b"content-length" or not framed
-    ]
-    head = b"".join(lines)
-    # Each line holds exactly the one CR LF put there, and no other control character.
-    crlfs = len(lines)
-    if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs or _BAD_BYTE.search(head):
+    if framed:
+        headers = [header for header in headers if header[0] != b"content-length"]
+    head = b"\r\n".join(map(_FIELD, headers)) + b"\r\n" if headers else b""
+    # Of the control characters, only the CR LF ending each line: none inside a field.
+    if head.translate(None, _NOT_CONTROL) != b"\r\n" * len(headers):
         return False
-    for name, _ in headers:
-        if name not in _GOOD_NAMES:
-            if _BAD_NAME.search(name) or not name:
-                return False
-            if len(_GOOD_NAMES) < _GOOD_NAMES_LIMIT:
-                _GOOD_NAMES.add(name)
+    if not _GOOD_NAMES.issuperset(map(_name, headers)) and not _valid_names(headers):
+        return False
     if b"connection: " in head and _says_close(headers):
         cycle.keep_alive = False
         close = b""
     else:
         close = b"" if cycle.keep_alive else b"connection: close\r\n"
     if framed:
-        data = b"%s%scontent-length: %d\r\n%s\r\n%s" % (
-            _status_line(status),
-            head,
-            len(body),
-            close,
-            body,
-        )
+        length = b"content-length: %d\r\n" % len(body)
+        data = b"".join((_status_line(status), head, length, close, b"\r\n", body))
     else:
-        data = _status_line(status) + head + close + b"\r\n"
+        data = b"".join((_status_line(status), head, close, b"\r\n"))
     cycle.response_started = True
     cycle.response_complete = True
     cycle.waiting_for_100_continue = False
@@ -149,6 +140,16 @@ def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, b
     if not cycle.keep_alive:
         cycle.transport.close()
     cycle.on_response()
+    return True
+
+
+def _valid_names(headers: Headers) -> bool:
+    for name, _ in headers:
+        if name not in _GOOD_NAMES:
+            if not name or _BAD_NAME.search(name):
+                return False
+            if len(_GOOD_NAMES) < _GOOD_NAMES_LIMIT:
+                _GOOD_NAMES.add(name)
     return True
 
 
