@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
@@ -147,26 +148,23 @@ def upstream_request_headers(
 
 def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> Headers:
     """The origin's headers (lowercase names) for the client: hop-by-hop out, Location mapped."""
-    out: Headers = []
+    # Most fields pass as they are; comprehensions sort them out without a Python-level
+    # branch per field, and only the few special ones are looked at one by one.
+    out = [header for header in headers if header[0] not in _RESPONSE_SPECIAL]
     via: list[bytes] = []
-    connection: list[bytes] = []
-    lengths = 0
-    for name, value in headers:
-        kind = _RESPONSE_SPECIAL.get(name)
-        if kind is None:
-            out.append((name, value))
-        elif kind is _LENGTH_KIND:
-            lengths += 1
-            out.append((name, value))
-        elif kind is _LOCATION_KIND:
-            out.append((name, relocate(value) if relocate is not None else value))
-        elif kind is _VIA_KIND:
-            via.append(value)
-        elif name == b"connection":
-            connection.append(value)
-    if connection:
-        out = _without_connection_tokens(out, connection)
-    if lengths > 1:
+    if len(out) != len(headers):
+        connection: list[bytes] = []
+        for name, value in [header for header in headers if header[0] in _RESPONSE_SPECIAL]:
+            kind = _RESPONSE_SPECIAL[name]
+            if kind is _LOCATION_KIND:
+                out.append((name, relocate(value) if relocate is not None else value))
+            elif kind is _VIA_KIND:
+                via.append(value)
+            elif name == b"connection":
+                connection.append(value)
+        if connection:
+            out = _without_connection_tokens(out, connection)
+    if list(map(_name, out)).count(b"content-length") > 1:
         # Our client framed the body by the first; relaying several (or differing) values
         # would let the client frame it differently (RFC 9112 §6.3). Re-frame instead.
         out = [(name, value) for name, value in out if name != b"content-length"]
@@ -189,7 +187,7 @@ def _without_connection_tokens(headers: Headers, values: list[bytes], keep: byte
 RelocateFn = Callable[[bytes], bytes]
 
 _DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "via", "location"
-_LENGTH_KIND = "length"
+_name = operator.itemgetter(0)
 _NAMELESS_CONNECTION = frozenset({b"keep-alive", b"close"})
 # Origins that map headers CGI-style read `X_Forwarded_For` as X-Forwarded-For; such
 # lookalikes are dropped outright (nginx drops every underscored header by default).
@@ -205,5 +203,4 @@ _RESPONSE_SPECIAL = {
     b"via": _VIA_KIND,
     b"location": _LOCATION_KIND,
     b"content-location": _LOCATION_KIND,
-    b"content-length": _LENGTH_KIND,
 }
