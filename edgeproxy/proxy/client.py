@@ -421,7 +421,9 @@ class UpstreamClient:
         return conn
 
     def _put_back(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.setdefault(conn.key, deque())
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
         if len(idle) >= _MAX_IDLE_PER_TARGET:
             conn.close()
             return
