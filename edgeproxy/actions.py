@@ -119,6 +119,7 @@ class SiteAction:
         self.site = route.site
         self.hosting = hosting
         self.response_rules = HeaderRules(route.headers.response)
+        self.production = HostMatch(self.site, PRODUCTION, preview=False)
 
     async def __call__(
         self,
@@ -132,9 +133,8 @@ class SiteAction:
         mounted = path.raw_segments[: match.prefix_length]
         prefix = ("/" + "/".join(s.decode("latin-1") for s in mounted)) if mounted else ""
         rest = "/" + "/".join(path.segments[match.prefix_length :])
-        site_match = HostMatch(self.site, PRODUCTION, preview=False)
         await self.hosting.serve(
-            scope, receive, self._mounted_send(send, prefix.encode()), site_match, rest, ctx
+            scope, receive, self._mounted_send(send, prefix.encode()), self.production, rest, ctx
         )
 
     def direct(
@@ -149,8 +149,7 @@ class SiteAction:
         the root without response rules; False otherwise."""
         if match.prefix_length or not self.response_rules.empty:
             return False
-        site_match = HostMatch(self.site, PRODUCTION, preview=False)
-        return self.hosting.direct(scope, site_match, path.normalized, ctx, reply)
+        return self.hosting.direct(scope, self.production, path.normalized, ctx, reply)
 
     def _mounted_send(self, send: Send, prefix: bytes) -> Send:
         """Apply the route's response headers; keep the site's own redirects under the mount."""

@@ -19,7 +19,9 @@ from edgeproxy.exceptions import (
     UpstreamError,
     UpstreamTimeout,
 )
-from edgeproxy.proxy.client import UpstreamClient, UpstreamConnection, UpstreamResponse
+from edgeproxy.proxy.client import UpstreamClient, UpstreamResponse
+from edgeproxy.proxy.disconnect import DisconnectWatcher
+from edgeproxy.proxy.exchange import DirectExchange
 from edgeproxy.proxy.headers import (
     HeaderRules,
     TrustedProxies,
@@ -31,7 +33,7 @@ from edgeproxy.proxy.websocket import HANDSHAKE, proxy_websocket
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.rewrite import PathRewriter
 from edgeproxy.routing.table import RouteMatch
-from edgeproxy.types import DISCONNECT_HOOKS, Headers, Receive, Scope, Send
+from edgeproxy.types import Headers, Receive, Scope, Send
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -158,17 +160,17 @@ class ProxyAction:
             self.pool.config.read_timeout,
         )
         if conn is not None:
-            conn.listener = _DirectExchange(self, scope, match, path, reply, target, conn).on_event
+            conn.listener = DirectExchange(self, scope, match, path, reply, target, conn).on_event
             return True
 
         # Connecting takes awaiting: the ASGI path does it, to the target chosen here.
         async def connect(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._forward(scope, receive, send, match, path, ctx, chosen=target)
+            await self.forward(scope, receive, send, match, path, ctx, chosen=target)
 
         reply.hand_over(connect)
         return True
 
-    def answer_direct(self, exchange: _DirectExchange) -> None:
+    def answer_direct(self, exchange: DirectExchange) -> None:
         """The whole response has arrived for a direct exchange: answer the client."""
         conn, target, ctx = exchange.conn, exchange.target, exchange.reply.ctx
         target.active -= 1
@@ -190,9 +192,9 @@ class ProxyAction:
         path: RequestPath,
         ctx: RequestContext,
     ) -> None:
-        await self._forward(scope, receive, send, match, path, ctx)
+        await self.forward(scope, receive, send, match, path, ctx)
 
-    async def _forward(
+    async def forward(
         self,
         scope: Scope,
         receive: Receive,
@@ -200,7 +202,7 @@ class ProxyAction:
         match: RouteMatch,
         path: RequestPath,
         ctx: RequestContext,
-        sent: _DirectExchange | None = None,
+        sent: DirectExchange | None = None,
         chosen: Target | None = None,
     ) -> None:
         """Forward the request; with `sent`, go on with a direct exchange handed over; with
@@ -373,78 +375,6 @@ class ProxyAction:
         await relay(response, headers, send, ctx)
 
 
-class _DirectExchange:
-    """A request a `ProxyAction` wrote from callbacks, waiting for its response there.
-
-    The connection calls `on_event` as the response arrives. A complete response is
-    answered at once; anything else (an error, a timeout, a body still coming) is handed to
-    the ASGI path, which takes the same exchange up where it stands (`ProxyAction._forward`).
-    A client leaving first closes the connection.
-    """
-
-    __slots__ = (
-        "action",
-        "conn",
-        "listening",
-        "match",
-        "path",
-        "reply",
-        "started",
-        "target",
-    )
-
-    def __init__(
-        self,
-        action: ProxyAction,
-        scope: Scope,
-        match: RouteMatch,
-        path: RequestPath,
-        reply: DirectReply,
-        target: Target,
-        conn: UpstreamConnection,
-    ) -> None:
-        self.action = action
-        self.match = match
-        self.path = path
-        self.reply = reply
-        self.target = target
-        self.conn = conn
-        self.listening = True
-        self.started = time.perf_counter()
-        reply.ctx.upstream = target.url
-        target.active += 1
-        scope[DISCONNECT_HOOKS].append(self.on_disconnect)
-
-    def on_event(self) -> None:
-        conn = self.conn
-        if conn.error is None and not conn.complete and not conn.head_ready:
-            return
-        self._decided()
-        if conn.error is None and conn.complete and self.reply.writable:
-            self.action.answer_direct(self)
-        else:
-            self.reply.hand_over(self.resume)
-
-    def on_disconnect(self) -> None:
-        if not self.listening:
-            return
-        self._decided()
-        self.target.active -= 1
-        self.conn.close()
-        ctx = self.reply.ctx
-        ctx.status = 499
-        ctx.upstream_seconds = time.perf_counter() - self.started
-        self.reply.finish()
-
-    def _decided(self) -> None:
-        self.listening = False
-        self.action.client.settle(self.conn)
-
-    async def resume(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reply = self.reply
-        await self.action._forward(scope, receive, send, self.match, self.path, reply.ctx, self)
-
-
 async def relay(
     response: UpstreamResponse, headers: Headers, send: Send, ctx: RequestContext
 ) -> None:
@@ -525,43 +455,3 @@ async def forward_to_url(
         await relay(response, client_response_headers(response.headers, None), send, ctx)
     finally:
         response.release()
-
-
-class DisconnectWatcher:
-    """Cancels the request's task when the client disconnects before the response is done.
-
-    Under our own HTTP protocol this is a hook the protocol calls on disconnect. Under any
-    other ASGI server it falls back to a task waiting on `receive()`, started once the
-    request body has been read in full so it never competes with the body reader.
-    """
-
-    __slots__ = ("_hooked", "_receive", "_task", "_watch", "gone")
-
-    def __init__(self, scope: Scope, receive: Receive) -> None:
-        self._receive = receive
-        self._task = asyncio.current_task()
-        self._watch: asyncio.Task[None] | None = None
-        self.gone = False
-        hooks = scope.get(DISCONNECT_HOOKS)
-        self._hooked = hooks is not None
-        if hooks is not None:
-            hooks.append(self._disconnected)
-
-    def start(self) -> None:
-        if not self._hooked and self._watch is None:
-            self._watch = asyncio.ensure_future(self._wait())
-
-    def stop(self) -> None:
-        self._task = None
-        if self._watch is not None:
-            self._watch.cancel()
-
-    async def _wait(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self._disconnected()
-
-    def _disconnected(self) -> None:
-        self.gone = True
-        if self._task is not None:
-            self._task.cancel()

@@ -108,7 +108,8 @@ class LiveDeployment:
             redirect = self.redirects.match(host, path, scope["query_string"])
             if redirect is not None and self._applies(redirect, path):
                 return False
-        answer = self.static.answer(scope, unquote(path), self._decorator(path, host, preview))
+        decorate = self._decorator(path, host, preview) if len(self.headers) or preview else None
+        answer = self.static.answer(scope, unquote(path), decorate)
         if isinstance(answer, FromDisk):
             return False
         status, headers, body = answer
