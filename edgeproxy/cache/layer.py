@@ -285,7 +285,7 @@ class CachingAction:
         else:
             return False
         self.stats.hits += 1
-        status = policy.cache_status(True, ttl=entry.lifetime - age)
+        status = policy.hit_status(entry.lifetime - age)
         code, headers, body = self._hit(scope, entry, ctx, status, age)
         reply.respond(code, headers, body)
         return True

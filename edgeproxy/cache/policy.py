@@ -521,6 +521,12 @@ def _sf_token_or_string(text: str) -> str:
     return f'"{escaped}"'
 
 
+def hit_status(ttl: float) -> bytes:
+    """`cache_status(True, ttl=ttl)`, the member of every fresh hit, without the general
+    case's checks and joins."""
+    return b"edgeproxy; hit; ttl=%d" % math.floor(ttl)
+
+
 def cache_status(
     hit: bool,
     *,

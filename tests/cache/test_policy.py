@@ -896,3 +896,15 @@ def test_cache_status(args: tuple[bool], kwargs: dict[str, Any], expected: bytes
 def test_cache_status_rejects_unknown_fwd() -> None:
     with pytest.raises(ValueError, match="not an RFC 9211 reason"):
         policy.cache_status(False, fwd="nope")
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [
+        pytest.param(3599.99, b"edgeproxy; hit; ttl=3599", id="floored"),
+        pytest.param(0.2, b"edgeproxy; hit; ttl=0", id="under-a-second"),
+        pytest.param(-0.5, b"edgeproxy; hit; ttl=-1", id="just-stale-is-negative"),
+    ],
+)
+def test_hit_status_is_the_general_member_of_a_hit(ttl: float, expected: bytes) -> None:
+    assert policy.hit_status(ttl) == expected == policy.cache_status(True, ttl=ttl)
