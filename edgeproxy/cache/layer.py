@@ -25,6 +25,7 @@ from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
 from edgeproxy.direct import DirectReply
 from edgeproxy.exceptions import UpstreamError
+from edgeproxy.memo import Memo
 from edgeproxy.responses import send_bytes, send_response
 from edgeproxy.routing.paths import RequestPath
 from edgeproxy.routing.table import RouteMatch
@@ -38,7 +39,6 @@ _CONDITIONAL = frozenset(
 _COALESCE_WAIT = 10.0
 _REQUEST_DIRECTIVES = frozenset({b"cache-control", b"pragma"})
 _SERVABLE = frozenset({policy.Decision.FRESH, policy.Decision.STALE_OK})
-_KEYS_LIMIT = 4096
 # Request fields that can turn a stored 200 into a 304, 206 or 416.
 _CONDITIONAL_OR_RANGE = frozenset({b"if-none-match", b"if-modified-since", b"range"})
 
@@ -113,7 +113,7 @@ class CachingAction:
         self.store = store
         self.stats = stats
         self._inflight: dict[str, asyncio.Future[None]] = {}
-        self._keys: dict[tuple[str, str, bytes], str] = {}
+        self._keys: Memo[tuple[str, str, bytes], str] = Memo()
         self._refreshing: set[str] = set()
 
     def key(self, scope: Scope, ctx: RequestContext) -> str:
@@ -124,17 +124,17 @@ class CachingAction:
         known = (ctx.scheme, ctx.host, path_qs)
         key = self._keys.get(known)
         if key is None:
-            key = policy.cache_key(
-                "GET",
-                ctx.scheme,
-                ctx.host,
-                path_qs,
-                query=self.settings.query,
-                allow=self.settings.query_allow,
+            key = self._keys.remember(
+                known,
+                policy.cache_key(
+                    "GET",
+                    ctx.scheme,
+                    ctx.host,
+                    path_qs,
+                    query=self.settings.query,
+                    allow=self.settings.query_allow,
+                ),
             )
-            if len(self._keys) >= _KEYS_LIMIT:
-                self._keys.clear()
-            self._keys[known] = key
         return key
 
     async def __call__(
@@ -196,36 +196,50 @@ class CachingAction:
 
     # lookup and serving
 
+    def _variant(self, key: str, request_headers: Headers) -> Entry | None:
+        """The first stored variant whose Vary values match this request (never `Vary: *`)."""
+        for entry in self.store.variants(key):
+            names = entry.vary_names
+            if names is None or (names and policy.vary_key(names, request_headers) != entry.vary):
+                continue
+            return entry
+        return None
+
+    @staticmethod
+    def _plain_age(entry: Entry, request_headers: Headers, now: float) -> float | None:
+        """The entry's age when it may be used as it is, without re-parsing anything: fresh
+        (RFC 9111 §4.2), no `no-cache`, no request directives. None otherwise."""
+        if not entry.plain or any(n in _REQUEST_DIRECTIVES for n, _ in request_headers):
+            return None
+        age = entry.initial_age + (now - entry.response_time)
+        return age if age < entry.lifetime else None
+
     def _lookup(
         self, key: str, request_headers: Headers
     ) -> tuple[Entry | None, policy.Evaluation | None]:
         """The stored variant matching this request and what may be done with it."""
         now = time.time()
-        for entry in self.store.variants(key):
-            names = entry.vary_names
-            if names is None or (names and policy.vary_key(names, request_headers) != entry.vary):
-                continue
-            if entry.plain and not any(n in _REQUEST_DIRECTIVES for n, _ in request_headers):
-                # The common case, without re-parsing anything: RFC 9111 §4.2 freshness.
-                age = entry.initial_age + (now - entry.response_time)
-                if age < entry.lifetime:
-                    return entry, policy.Evaluation(
-                        policy.Decision.FRESH, age=age, ttl=entry.lifetime - age
-                    )
-            evaluation = policy.evaluate(
-                entry.headers,
-                entry.request_time,
-                entry.response_time,
-                request_headers,
-                now,
-                status=entry.status,
-                cdn_header=self.settings.cdn_header,
-                default_ttl=self.settings.default_ttl,
-                max_ttl=self.settings.max_ttl,
-                stale_if_error=self.settings.stale_if_error or None,
+        entry = self._variant(key, request_headers)
+        if entry is None:
+            return None, None
+        age = self._plain_age(entry, request_headers, now)
+        if age is not None:
+            return entry, policy.Evaluation(
+                policy.Decision.FRESH, age=age, ttl=entry.lifetime - age
             )
-            return entry, evaluation
-        return None, None
+        evaluation = policy.evaluate(
+            entry.headers,
+            entry.request_time,
+            entry.response_time,
+            request_headers,
+            now,
+            status=entry.status,
+            cdn_header=self.settings.cdn_header,
+            default_ttl=self.settings.default_ttl,
+            max_ttl=self.settings.max_ttl,
+            stale_if_error=self.settings.stale_if_error or None,
+        )
+        return entry, evaluation
 
     async def _serve(
         self, scope: Scope, send: Send, entry: Entry, ctx: RequestContext, status: bytes, age: float
@@ -269,20 +283,11 @@ class CachingAction:
         """Answer a plainly fresh hit from callbacks (`edgeproxy.direct`); False for anything
         else (a miss, stale, request directives), which the ASGI path then handles."""
         request_headers = scope["headers"]
-        if any(name in _REQUEST_DIRECTIVES for name, _ in request_headers):
+        entry = self._variant(self.key(scope, ctx), request_headers)
+        if entry is None:
             return False
-        now = time.time()
-        for entry in self.store.variants(self.key(scope, ctx)):
-            names = entry.vary_names
-            if names is None or (names and policy.vary_key(names, request_headers) != entry.vary):
-                continue
-            # The first variant the request may use decides, as in `_lookup`: answered here
-            # only when plainly fresh (RFC 9111 §4.2), else by the ASGI path.
-            age = entry.initial_age + (now - entry.response_time)
-            if not entry.plain or age >= entry.lifetime:
-                return False
-            break
-        else:
+        age = self._plain_age(entry, request_headers, time.time())
+        if age is None:
             return False
         self.stats.hits += 1
         status = policy.hit_status(entry.lifetime - age)

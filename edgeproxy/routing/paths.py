@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from edgeproxy.exceptions import BadRequest
+from edgeproxy.memo import Memo
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -39,8 +40,7 @@ _REFUSED_ESCAPES = {
     b"%00": ("encoded NUL (%00)", ""),
 }
 _DOTS = (".", "..")
-_PARSED: dict[bytes, RequestPath] = {}
-_PARSED_LIMIT = 4096
+_PARSED: Memo[bytes, RequestPath] = Memo()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +72,7 @@ def parse_path(raw_path: bytes) -> RequestPath:
     # The answer depends on the bytes alone and is immutable: popular paths are parsed once.
     parsed = _PARSED.get(raw_path)
     if parsed is None:
-        parsed = _parse(raw_path)
-        if len(_PARSED) >= _PARSED_LIMIT:
-            _PARSED.clear()
-        _PARSED[raw_path] = parsed
+        parsed = _PARSED.remember(raw_path, _parse(raw_path))
     return parsed
 
 

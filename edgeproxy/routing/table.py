@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from edgeproxy.config.models import Route
 from edgeproxy.exceptions import BadRequest, ConfigError, ConfigIssue
+from edgeproxy.memo import Memo
 from edgeproxy.routing.paths import RequestPath, check_prefix_boundary, parse_path
 from edgeproxy.routing.rewrite import Template
 
@@ -29,8 +30,6 @@ _HOST_RANKS = {EXACT: "exact", WILDCARD: "wildcard", ANY: "any"}
 _LITERAL, _PARAM = 2, 1
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPLATS = ("*", "<*>")
-# Winners remembered per table, by (Host as sent, path segments, method).
-_FOUND_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +224,8 @@ class RouteTable:
             raise ConfigError(sorted(issues, key=_route_index))
 
         self.routes = tuple(compiled)
-        self._found: dict[tuple[str, tuple[str, ...], str], CompiledRoute | None] = {}
+        # Winners by (Host as sent, path segments, method).
+        self._found: Memo[tuple[str, tuple[str, ...], str], CompiledRoute | None] = Memo()
         self._exact = {host: _Candidates(bucket) for host, bucket in exact.items()}
         self._wildcard = {host: _Candidates(bucket) for host, bucket in wildcard.items()}
         self._any = _Candidates(any_host)
@@ -241,10 +241,7 @@ class RouteTable:
             found = self._found[key]
         except KeyError:
             # The table never changes (a reload builds a new one), so neither does the winner.
-            found = self._find(_host_name(host), path, method)
-            if len(self._found) >= _FOUND_LIMIT:
-                self._found.clear()
-            self._found[key] = found
+            found = self._found.remember(key, self._find(_host_name(host), path, method))
         return None if found is None else _bind(found, path)
 
     def explain(self, host: str, path: RequestPath, method: str) -> list[str]:

@@ -28,6 +28,7 @@ from edgeproxy.context import RequestContext
 from edgeproxy.direct import DirectReply
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.exceptions import NotFound, StoreError
+from edgeproxy.memo import Memo
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.deployment import LiveDeployment, ProxyTo
 from edgeproxy.sites.functions import check_functions
@@ -46,8 +47,6 @@ logger = logging.getLogger("edgeproxy.sites")
 
 # Each loaded deployment keeps up to 32 MiB of small files in memory (sites/static.py).
 _LOADED_LIMIT = 16
-# Host headers already resolved to a site (or to none), until the next `configure`.
-_MATCHED_LIMIT = 4096
 _ALIAS_CHECK_SECONDS = 0.5
 TOKEN_COOKIE = "edge_preview"
 
@@ -98,7 +97,8 @@ class SiteHosting:
         self._aliases: dict[str, _Aliases] = {}
         self._hosts: dict[str, str] = {}
         self._preview_domains: dict[str, list[str]] = {}
-        self._matched: dict[str, HostMatch | None] = {}
+        # Host headers already resolved to a site (or to none), until the next `configure`.
+        self._matched: Memo[str, HostMatch | None] = Memo()
         self._loaded: OrderedDict[str, LiveDeployment] = OrderedDict()
         # Set by the app: runs deployments' functions (none without it).
         self.edge: EdgeHost | None = None
@@ -118,7 +118,7 @@ class SiteHosting:
         for name, site in sites.items():
             domains.setdefault(site.preview_domain.lower(), []).append(name)
         self._preview_domains = domains
-        self._matched = {}
+        self._matched = Memo()
         # Site settings (env, limits) may have changed: serve from freshly loaded deployments.
         self._retire_all()
 
@@ -155,11 +155,7 @@ class SiteHosting:
             return self._matched[host]
         except KeyError:
             pass
-        found = self._match_host(host)
-        if len(self._matched) >= _MATCHED_LIMIT:
-            self._matched.clear()
-        self._matched[host] = found
-        return found
+        return self._matched.remember(host, self._match_host(host))
 
     def _match_host(self, host: str) -> HostMatch | None:
         name = host.rpartition(":")[0] if host.rfind(":") > host.rfind("]") else host
