@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from edgeproxy.context import RequestContext
 from edgeproxy.responses import send_response
-from edgeproxy.types import Headers, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, Headers, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
@@ -94,7 +94,11 @@ class DirectReply:
 
     def finish(self) -> None:
         """Metrics and access log, once the request is over (answered, or the client left)."""
-        self._finish(self.scope, self.ctx, self.started)
+        scope = self.scope
+        # The hooks' owners refer back to this request: left in place, each request would
+        # be a reference cycle for the garbage collector (measured at 6% of a proxied GET).
+        scope[DISCONNECT_HOOKS].clear()
+        self._finish(scope, self.ctx, self.started)
 
     def hand_over(self, resume: Resume) -> None:
         """Go on in an ASGI task: the gateway calls `resume(scope, receive, send)` there

@@ -20,7 +20,7 @@ from edgeproxy.routing.paths import RequestPath, parse_path
 from edgeproxy.routing.table import RouteMatch
 from edgeproxy.runtime import Runtime
 from edgeproxy.sites.hosting import HostMatch
-from edgeproxy.types import ASGIApp, Message, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
@@ -185,4 +185,8 @@ class Gateway:
             else:
                 await send_error(scope, send, exc, ctx.request_id)
         finally:
+            # As DirectReply.finish: the hooks' owners would keep each request in a cycle.
+            hooks = scope.get(DISCONNECT_HOOKS)
+            if hooks:
+                hooks.clear()
             self.finish(scope, ctx, started)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -91,7 +92,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
-            for hook in cycle.scope.get(DISCONNECT_HOOKS, ()):  # type: ignore[attr-defined]
+            # A copy: a hook may end the request, which clears the list.
+            hooks: list[Callable[[], None]] = cycle.scope.get(DISCONNECT_HOOKS, [])  # type: ignore[assignment]
+            for hook in tuple(hooks):
                 hook()
 
     def on_message_begin(self) -> None:
