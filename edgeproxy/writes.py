@@ -17,15 +17,20 @@ import weakref
 class WriteBatch:
     """The writes of one event loop, flushed by a callback at the end of the iteration."""
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_loop", "_pending")
 
-    def __init__(self) -> None:
-        # No reference to the loop: the batch is the value of a weak mapping keyed by it.
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: the batch is the value of a weak mapping keyed by the loop. Kept at all
+        # because asyncio.get_running_loop() makes a getpid() system call before 3.12.
+        self._loop = weakref.ref(loop)
         self._pending: list[tuple[asyncio.WriteTransport, bytes]] = []
 
     def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop()
+            if loop is None:
+                return
+            loop.call_soon(self.flush)
         self._pending.append((transport, data))
 
     def flush(self) -> None:
@@ -52,5 +57,5 @@ def write_batch(loop: asyncio.AbstractEventLoop) -> WriteBatch:
     """The batch of `loop` (one per loop; a process normally runs one)."""
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = WriteBatch()
+        batch = _batches[loop] = WriteBatch(loop)
     return batch

@@ -32,7 +32,7 @@ class FakeTransport:
 def test_a_response_head_and_body_leave_in_one_write_at_the_end_of_the_iteration() -> None:
     async def run() -> tuple[list[bytes], list[bytes]]:
         transport = FakeTransport()
-        batched = _BatchedTransport(transport, WriteBatch())  # type: ignore[arg-type]
+        batched = _BatchedTransport(transport, WriteBatch(asyncio.get_running_loop()))  # type: ignore[arg-type]
         batched.write(HEAD)
         batched.write(b"hello")
         during = list(transport.writes)
@@ -46,7 +46,7 @@ def test_a_response_head_and_body_leave_in_one_write_at_the_end_of_the_iteration
 
 def test_writes_to_several_transports_keep_each_ones_order() -> None:
     async def run() -> tuple[FakeTransport, FakeTransport]:
-        batch = WriteBatch()
+        batch = WriteBatch(asyncio.get_running_loop())
         a, b = FakeTransport(), FakeTransport()
         batch.write(a, b"a1")  # type: ignore[arg-type]
         batch.write(b, b"b1")  # type: ignore[arg-type]
@@ -62,7 +62,7 @@ def test_writes_to_several_transports_keep_each_ones_order() -> None:
 def test_a_late_body_follows_its_head_in_the_next_iteration() -> None:
     async def run() -> list[bytes]:
         transport = FakeTransport()
-        batched = _BatchedTransport(transport, WriteBatch())  # type: ignore[arg-type]
+        batched = _BatchedTransport(transport, WriteBatch(asyncio.get_running_loop()))  # type: ignore[arg-type]
         batched.write(HEAD)
         await asyncio.sleep(0)
         batched.write(b"event")
@@ -75,7 +75,7 @@ def test_a_late_body_follows_its_head_in_the_next_iteration() -> None:
 def test_close_sends_what_is_queued_first() -> None:
     async def run() -> FakeTransport:
         transport = FakeTransport()
-        batched = _BatchedTransport(transport, WriteBatch())  # type: ignore[arg-type]
+        batched = _BatchedTransport(transport, WriteBatch(asyncio.get_running_loop()))  # type: ignore[arg-type]
         batched.write(HEAD)
         batched.close()
         await asyncio.sleep(0)
@@ -89,7 +89,7 @@ def test_close_sends_what_is_queued_first() -> None:
 def test_nothing_is_written_to_a_transport_closed_meanwhile() -> None:
     async def run() -> FakeTransport:
         transport = FakeTransport()
-        batch = WriteBatch()
+        batch = WriteBatch(asyncio.get_running_loop())
         batch.write(transport, b"late")  # type: ignore[arg-type]
         transport.closed = True
         await asyncio.sleep(0)
