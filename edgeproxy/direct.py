@@ -92,6 +92,13 @@ class DirectReply:
         self.ctx.status = status
         self.finish()
 
+    def relay(self, status: int, fields: bytes, body: bytes) -> None:
+        """Write the whole response now from a header block already valid on the wire
+        (`write_relayed`), and account for the request."""
+        write_relayed(self.cycle, status, fields, body)
+        self.ctx.status = status
+        self.finish()
+
     def finish(self) -> None:
         """Metrics and access log, once the request is over (answered, or the client left)."""
         scope = self.scope
@@ -136,6 +143,24 @@ def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, b
         data = b"".join((_status_line(status), head, length, close, b"\r\n", body))
     else:
         data = b"".join((_status_line(status), head, close, b"\r\n"))
+    _write(cycle, data)
+    return True
+
+
+def write_relayed(cycle: RequestResponseCycle, status: int, fields: bytes, body: bytes) -> None:
+    """`write_response` for a header block passed on as it is: CRLF-terminated lines that
+    are valid on the wire and frame `body` themselves (an origin's, as our strict parser
+    accepted them, with nothing hop-by-hop among them). Building and checking each field
+    again measured at 2-3 us of a proxied GET."""
+    if cycle.default_headers:
+        defaults = cycle.default_headers
+        fields = b"".join(name + b": " + value + b"\r\n" for name, value in defaults) + fields
+    close = b"" if cycle.keep_alive else b"connection: close\r\n"
+    _write(cycle, b"".join((_status_line(status), fields, close, b"\r\n", body)))
+
+
+def _write(cycle: RequestResponseCycle, data: bytes) -> None:
+    """Send a whole response, as uvicorn's `send` ends one."""
     cycle.response_started = True
     cycle.response_complete = True
     cycle.waiting_for_100_continue = False
@@ -144,7 +169,6 @@ def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, b
     if not cycle.keep_alive:
         cycle.transport.close()
     cycle.on_response()
-    return True
 
 
 def _valid_names(headers: Headers) -> bool:

@@ -79,6 +79,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.received_any = False
         self.error: BaseException | None = None
         self.buffered = 0
+        # The bytes the response's head arrived in, when it arrived whole in the exchange's
+        # first read (as it nearly always does): `header_block` cuts the fields out of it.
+        self._head_chunk: bytes | None = None
+        self._interim = False
 
     # asyncio.Protocol
 
@@ -102,9 +106,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._notify()
 
     def data_received(self, data: bytes) -> None:
+        first = not self.received_any
         self.received_any = True
         try:
             self.parser.feed_data(data)
+            if first and self.head_ready and not self._interim:
+                self._head_chunk = data
         except httptools.HttpParserUpgrade:
             # A 101 to a request that asked for no upgrade: nothing to relay it to.
             self._fail(UpstreamProtocolError(f"{self.where} switched protocols unasked"))
@@ -140,6 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200:
             # Interim responses (103 Early Hints) are not relayed; wait for the final one.
             self.headers = []
+            self._interim = True
             return
         if status > 599:
             # RFC 9110 §15: three digits, but only 1xx-5xx mean anything; nothing to relay.
@@ -170,6 +178,20 @@ class UpstreamConnection(asyncio.Protocol):
             self.keep_alive = bool(self.parser.should_keep_alive())
             self.complete = True
         self._wake()
+
+    def header_block(self) -> bytes | None:
+        """The response's header fields as they arrived, each line with its CRLF (no status
+        line, no blank line), when the head came whole in one read; else None.
+
+        The strict parser has accepted them: names are tokens and values hold no control
+        characters but tab, just what a server may send on.
+        """
+        chunk = self._head_chunk
+        if chunk is None:
+            return None
+        fields_start = chunk.find(b"\r\n") + 2
+        fields_end = chunk.find(b"\r\n\r\n") + 2
+        return chunk[fields_start:fields_end]
 
     # used by UpstreamClient and UpstreamResponse
 
@@ -431,6 +453,7 @@ class UpstreamClient:
             return
         conn._pool = idle
         conn.idle_since = conn.loop.time()
+        conn._head_chunk = None  # up to a whole read's bytes, not to be kept while idle
         idle.append(conn)
 
     def close(self) -> None:

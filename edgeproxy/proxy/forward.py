@@ -23,9 +23,11 @@ from edgeproxy.proxy.client import UpstreamClient, UpstreamResponse
 from edgeproxy.proxy.disconnect import DisconnectWatcher
 from edgeproxy.proxy.exchange import DirectExchange
 from edgeproxy.proxy.headers import (
+    VIA_FIELD,
     HeaderRules,
     TrustedProxies,
     client_response_headers,
+    relayed_block,
     upstream_request_headers,
 )
 from edgeproxy.proxy.upstreams import Target, UpstreamPool
@@ -176,11 +178,19 @@ class ProxyAction:
         target.active -= 1
         ctx.upstream_seconds = time.perf_counter() - exchange.started
         self.pool.record_success(target)
-        headers = self._response_headers(conn.headers, exchange.match, exchange.path, ctx, target)
         status = conn.status
         body = conn.take_body() if conn.body else b""
-        self.client.release(conn)
         ctx.bytes_sent = len(body)
+        # Usually the origin's header block passes as it is; else field by field.
+        fields = conn.header_block() if self.response_rules.empty else None
+        if fields is not None:
+            fields = relayed_block(conn.headers, fields)
+        if fields is not None:
+            self.client.release(conn)
+            exchange.reply.relay(status, fields + VIA_FIELD, body)
+            return
+        headers = self._response_headers(conn.headers, exchange.match, exchange.path, ctx, target)
+        self.client.release(conn)
         exchange.reply.respond(status, headers, body)
 
     async def __call__(

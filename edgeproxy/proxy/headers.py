@@ -34,6 +34,7 @@ _FORWARDED = frozenset(
     }
 )
 VIA = b"1.1 edgeproxy"
+VIA_FIELD = b"via: " + VIA + b"\r\n"
 
 
 class Networks:
@@ -173,6 +174,50 @@ def client_response_headers(headers: Headers, relocate: RelocateFn | None) -> He
     return out
 
 
+def relayed_block(headers: Headers, fields: bytes) -> bytes | None:
+    """The origin's header block (`fields`, the raw lines of `headers`) to pass on as it is,
+    when only our Via is to be added; None when its fields need rewriting one by one.
+
+    It passes with one Content-Length framing the body and nothing hop-by-hop, no Via to
+    merge, no location to map back: except `Connection: keep-alive` (or `close`) and
+    `Keep-Alive`, which name no other header and nearly every origin sends (nginx always
+    does). Their lines are cut out.
+    """
+    names = list(map(_name, headers))
+    if names.count(b"content-length") != 1:
+        return None
+    if _RESPONSE_SPECIAL.keys().isdisjoint(names):
+        return fields
+    special = _RESPONSE_SPECIAL.keys() & names
+    if not special <= _NAMELESS_HOP_BY_HOP:
+        return None
+    for name, value in headers:
+        if name == b"connection":
+            tokens = {token.strip() for token in value.lower().split(b",")}
+            if not tokens <= _NAMELESS_CONNECTION:
+                return None
+    return _without_lines(fields, special)
+
+
+def _without_lines(fields: bytes, names: Iterable[bytes]) -> bytes:
+    """`fields` without the lines of the (lowercase) `names`."""
+    # Offsets in `lowered` are those in `fields` plus two: each line there follows a CRLF.
+    lowered = b"\r\n" + fields.lower()
+    cuts = []
+    for name in names:
+        start = lowered.find(b"\r\n" + name + b":")
+        while start != -1:
+            end = lowered.find(b"\r\n", start + 2)
+            cuts.append((start, end))
+            start = lowered.find(b"\r\n" + name + b":", end)
+    kept, at = [], 0
+    for start, end in sorted(cuts):
+        kept.append(fields[at:start])
+        at = end
+    kept.append(fields[at:])
+    return b"".join(kept)
+
+
 def _without_connection_tokens(headers: Headers, values: list[bytes], keep: bytes = b"") -> Headers:
     if all(value.lower() in _NAMELESS_CONNECTION for value in values):
         return headers
@@ -189,6 +234,7 @@ RelocateFn = Callable[[bytes], bytes]
 _DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "via", "location"
 _name = operator.itemgetter(0)
 _NAMELESS_CONNECTION = frozenset({b"keep-alive", b"close"})
+_NAMELESS_HOP_BY_HOP = frozenset({b"connection", b"keep-alive"})
 # Origins that map headers CGI-style read `X_Forwarded_For` as X-Forwarded-For; such
 # lookalikes are dropped outright (nginx drops every underscored header by default).
 _LOOKALIKES = {name.replace(b"-", b"_") for name in _FORWARDED | {b"x-real-ip"}}

@@ -66,6 +66,8 @@ class ScriptedOrigin:
       /drop-if-reused     closes the connection unanswered unless it is its first request
                           (an origin timing out a keep-alive connection as a request arrives)
       /close              answers with `Connection: close`, then closes
+      /nginx-like         fields as nginx sends them: mixed-case names, odd spacing kept,
+                          `Connection: keep-alive` and `Keep-Alive` (names nothing else)
       /status/NNN         an empty response with status NNN
     """
 
@@ -197,6 +199,15 @@ class ScriptedOrigin:
         if last == "close":
             send(200, [*fields, ("Connection", "close")], body)
             return False
+        if last == "nginx-like":
+            fields = [
+                ("Server", "nginx/1.22.1"),
+                ("CONNECTION", "Keep-Alive"),
+                ("X-Spaced", " two  spaces\t"),
+                ("Content-Length", str(len(body))),
+                ("keep-alive", "timeout=5"),
+                ("X-Case", "MiXeD"),
+            ]
         send(200, fields, body)
         return True
 
@@ -521,6 +532,30 @@ def test_sequential_gets_on_one_connection_forward_headers_as_a_proxy_should(
             assert response.getheader("keep-alive") is None
             assert response.getheader("connection") is None
             assert conn.sock is sock
+
+
+def test_an_origins_usual_header_block_is_relayed_byte_for_byte_without_hop_by_hop_lines(
+    shared: Shared,
+) -> None:
+    warm(shared.edge, "/scripted/nginx-like")
+    with RawClient(shared.edge.port) as client:
+        for _ in range(3):
+            client.send(request("/scripted/nginx-like"))
+            while b"\r\n\r\n" not in client.buffer:
+                client._fill()
+            head = client.buffer.partition(b"\r\n\r\n")[0]
+            reply = client.read()
+            assert reply.status == 200
+            assert reply.json()["raw_path"] == "/nginx-like"
+            lines = head.split(b"\r\n")[1:]
+            # The origin's own spelling and spacing, in its order; our Via added.
+            assert lines == [
+                b"Server: nginx/1.22.1",
+                b"X-Spaced:  two  spaces\t",
+                b"Content-Length: " + str(len(reply.body)).encode(),
+                b"X-Case: MiXeD",
+                b"via: 1.1 edgeproxy",
+            ]
 
 
 def test_route_header_rules_and_preserve_host_apply_to_direct_answers(shared: Shared) -> None:

@@ -316,3 +316,33 @@ def test_body_error_surfaces_instead_of_waiting() -> None:
         server.close()
 
     run(main())
+
+
+def _fed(*reads: bytes) -> client_module.UpstreamConnection:
+    conn = client_module.UpstreamConnection(asyncio.new_event_loop(), ("o", 80), "o:80")
+    conn.loop.close()
+    for data in reads:
+        conn.data_received(data)
+    return conn
+
+
+FIELDS = b"Server: x\r\nContent-Length: 2\r\nX-Case:  MiXeD\r\n"
+
+
+def test_the_header_block_is_the_fields_as_they_arrived() -> None:
+    conn = _fed(b"HTTP/1.1 200 OK\r\n" + FIELDS + b"\r\nok")
+    assert conn.complete
+    assert conn.status == 200
+    assert conn.header_block() == FIELDS
+    assert _fed(b"HTTP/1.1 204 No Content\r\n\r\n").header_block() == b""
+
+
+def test_no_header_block_for_a_head_split_across_reads_or_after_an_interim_response() -> None:
+    split = _fed(b"HTTP/1.1 200 OK\r\nServer: x\r\n", b"Content-Length: 2\r\n\r\nok")
+    assert split.complete
+    assert split.header_block() is None
+    hinted = _fed(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n" + FIELDS + b"\r\nok"
+    )
+    assert hinted.status == 200
+    assert hinted.header_block() is None

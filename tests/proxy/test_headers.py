@@ -9,6 +9,7 @@ from edgeproxy.proxy.headers import (
     HeaderRules,
     TrustedProxies,
     client_response_headers,
+    relayed_block,
     upstream_request_headers,
 )
 
@@ -103,3 +104,45 @@ def test_underscore_lookalikes_of_forwarding_headers_are_dropped() -> None:
     assert b"x_forwarded_for" not in seen
     assert b"x_real_ip" not in seen
     assert seen[b"x_ok"] == [b"1"]
+
+
+NGINX_FIELDS = (
+    b"Server: nginx\r\nConnection: keep-alive\r\nContent-Length: 2\r\n"
+    b'Keep-Alive: timeout=5\r\nETag: "x"\r\n'
+)
+
+
+def parsed(fields: bytes) -> list[tuple[bytes, bytes]]:
+    lines = fields.split(b"\r\n")[:-1]
+    return [(n.lower(), v.strip()) for n, _, v in (line.partition(b":") for line in lines)]
+
+
+def test_an_ordinary_header_block_is_relayed_as_it_is() -> None:
+    fields = b"Server: nginx\r\nContent-Length: 2\r\nX-Case:  MiXeD\r\n"
+    assert relayed_block(parsed(fields), fields) == fields
+
+
+def test_keep_alive_lines_are_cut_out_of_a_relayed_block() -> None:
+    assert relayed_block(parsed(NGINX_FIELDS), NGINX_FIELDS) == (
+        b'Server: nginx\r\nContent-Length: 2\r\nETag: "x"\r\n'
+    )
+    shouting = b"CONNECTION: Close, Keep-Alive\r\nContent-Length: 0\r\n"
+    assert relayed_block(parsed(shouting), shouting) == b"Content-Length: 0\r\n"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # A Connection naming another header: that one must go too, field by field.
+        b"Connection: x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Content-Length: 0\r\nUpgrade: h2c\r\n",
+        b"Content-Length: 0\r\nVia: 1.0 other\r\n",
+        b"Location: http://origin/x\r\nContent-Length: 0\r\n",
+        b"Content-Location: /x\r\nContent-Length: 0\r\n",
+        b"Content-Length: 2\r\nContent-Length: 2\r\n",
+        b"Server: no-length\r\n",
+    ],
+)
+def test_blocks_needing_rewrites_are_not_relayed_as_they_are(fields: bytes) -> None:
+    assert relayed_block(parsed(fields), fields) is None
