@@ -186,34 +186,37 @@ def relayed_block(headers: Headers, fields: bytes) -> bytes | None:
     names = list(map(_name, headers))
     if names.count(b"content-length") != 1:
         return None
-    if _RESPONSE_SPECIAL.keys().isdisjoint(names):
+    special = _RESPONSE_SPECIAL_NAMES.intersection(names)
+    if not special:
         return fields
-    special = _RESPONSE_SPECIAL.keys() & names
     if not special <= _NAMELESS_HOP_BY_HOP:
         return None
-    for name, value in headers:
-        if name == b"connection":
-            tokens = {token.strip() for token in value.lower().split(b",")}
-            if not tokens <= _NAMELESS_CONNECTION:
-                return None
-    return _without_lines(fields, special)
+    if b"connection" in special:
+        if names.count(b"connection") != 1:
+            return None
+        value = headers[names.index(b"connection")][1].lower()
+        if value not in _NAMELESS_CONNECTION and not _NAMELESS_CONNECTION.issuperset(
+            token.strip() for token in value.split(b",")
+        ):
+            return None
+    for name in special:
+        fields = _without_lines(fields, _LINE_START[name])
+    return fields
 
 
-def _without_lines(fields: bytes, names: Iterable[bytes]) -> bytes:
-    """`fields` without the lines of the (lowercase) `names`."""
-    # Offsets in `lowered` are those in `fields` plus two: each line there follows a CRLF.
+def _without_lines(fields: bytes, line_start: bytes) -> bytes:
+    """`fields` without the lines beginning with `line_start` (CRLF and a lowercase name
+    with its colon)."""
+    # Each line follows a CRLF here, at the offset where it starts in `fields`.
     lowered = b"\r\n" + fields.lower()
-    cuts = []
-    for name in names:
-        start = lowered.find(b"\r\n" + name + b":")
-        while start != -1:
-            end = lowered.find(b"\r\n", start + 2)
-            cuts.append((start, end))
-            start = lowered.find(b"\r\n" + name + b":", end)
+    start = lowered.find(line_start)
+    if start < 0:
+        return fields
     kept, at = [], 0
-    for start, end in sorted(cuts):
+    while start >= 0:
         kept.append(fields[at:start])
-        at = end
+        at = lowered.find(b"\r\n", start + 2)
+        start = lowered.find(line_start, at)
     kept.append(fields[at:])
     return b"".join(kept)
 
@@ -235,6 +238,7 @@ _DROP_KIND, _FORWARDED_KIND, _VIA_KIND, _LOCATION_KIND = "drop", "forwarded", "v
 _name = operator.itemgetter(0)
 _NAMELESS_CONNECTION = frozenset({b"keep-alive", b"close"})
 _NAMELESS_HOP_BY_HOP = frozenset({b"connection", b"keep-alive"})
+_LINE_START = {name: b"\r\n" + name + b":" for name in _NAMELESS_HOP_BY_HOP}
 # Origins that map headers CGI-style read `X_Forwarded_For` as X-Forwarded-For; such
 # lookalikes are dropped outright (nginx drops every underscored header by default).
 _LOOKALIKES = {name.replace(b"-", b"_") for name in _FORWARDED | {b"x-real-ip"}}
@@ -250,3 +254,4 @@ _RESPONSE_SPECIAL = {
     b"location": _LOCATION_KIND,
     b"content-location": _LOCATION_KIND,
 }
+_RESPONSE_SPECIAL_NAMES = frozenset(_RESPONSE_SPECIAL)
