@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from edgeproxy.cache.directives import parse_cache_control, response_directives
 from edgeproxy.cache.ranges import partial_response
 from edgeproxy.cache.store import CacheStore, Entry
 from edgeproxy.context import RequestContext
-from edgeproxy.direct import DirectReply
+from edgeproxy.direct import DirectReply, wire_fields
 from edgeproxy.exceptions import UpstreamError
 from edgeproxy.memo import Memo
 from edgeproxy.responses import send_bytes, send_response
@@ -41,6 +42,10 @@ _REQUEST_DIRECTIVES = frozenset({b"cache-control", b"pragma"})
 _SERVABLE = frozenset({policy.Decision.FRESH, policy.Decision.STALE_OK})
 # Request fields that can turn a stored 200 into a 304, 206 or 416.
 _CONDITIONAL_OR_RANGE = frozenset({b"if-none-match", b"if-modified-since", b"range"})
+# Fields a hit sets itself rather than send as stored.
+_SET_PER_HIT = frozenset({b"age", b"cache-status", b"content-length"})
+_NO_BODY = frozenset({204, 304})
+_name = operator.itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,22 @@ class CachingAction:
             return False
         self.stats.hits += 1
         status = policy.hit_status(entry.lifetime - age)
+        if (
+            entry.wire is not None
+            and scope["method"] == "GET"
+            and entry.status not in _NO_BODY
+            and _CONDITIONAL_OR_RANGE.isdisjoint(map(_name, request_headers))
+        ):
+            # The usual hit: the stored block as it is, with this hit's own fields.
+            body = entry.body
+            ctx.bytes_sent = len(body)
+            per_hit = b"age: %d\r\ncache-status: %b\r\ncontent-length: %d\r\n" % (
+                age,
+                status,
+                len(body),
+            )
+            reply.relay(entry.status, entry.wire + per_hit, body)
+            return True
         code, headers, body = self._hit(scope, entry, ctx, status, age)
         reply.respond(code, headers, body)
         return True
@@ -483,6 +504,7 @@ class CachingAction:
             ),
             initial_age=policy.current_age(headers, request_time, response_time, response_time),
             plain=not directives.no_cache,
+            wire=wire_fields([header for header in headers if header[0] not in _SET_PER_HIT]),
         )
 
     def _refresh_later(

@@ -34,10 +34,14 @@ class Entry:
     lifetime: float = 0.0
     initial_age: float = 0.0
     plain: bool = False
+    # The headers a hit sends as they are (all but Age, Cache-Status and Content-Length) as
+    # lines on the wire, checked once; None when one is not valid there.
+    wire: bytes | None = None
     size: int = field(default=0)
 
     def __post_init__(self) -> None:
-        self.size = len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + _OVERHEAD
+        header_bytes = sum(len(n) + len(v) for n, v in self.headers)
+        self.size = len(self.body) + header_bytes + len(self.wire or b"") + _OVERHEAD
 
 
 class CacheStore:

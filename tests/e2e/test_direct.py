@@ -914,6 +914,15 @@ def test_cache_hits_on_a_keepalive_connection(shared: Shared) -> None:
             assert "hit" in (hit.header("cache-status") or "")
             assert int(hit.header("age") or -1) >= 0
             assert hit.header("etag") == '"d1"'
+            # The stored fields as they were sent, then this hit's own, each once.
+            per_hit = ("age", "cache-status", "content-length")
+            names = [name for name, _ in hit.headers]
+            assert [names.count(name) for name in per_hit] == [1, 1, 1]
+            assert hit.header("content-length") == str(len(stored.body))
+            kept = [header for header in hit.headers if header[0] not in per_hit]
+            # (The response that stored it streamed through, chunked.)
+            framing = (*per_hit, "transfer-encoding")
+            assert kept == [header for header in stored.headers if header[0] not in framing]
         not_modified = client.request(path, 'If-None-Match: "d1"')
         assert not_modified.status == 304
         assert not_modified.header("etag") == '"d1"'
