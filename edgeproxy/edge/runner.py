@@ -35,6 +35,7 @@ from starlette.responses import Response
 
 from edgeproxy.edge.capture import InvocationOutput
 from edgeproxy.edge.context import Invocation, NotAResponse
+from edgeproxy.edge.deadlines import WallTimeLimits
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.logs import LogHub
@@ -151,6 +152,7 @@ class EdgeRunner:
         self.reports = reports
         self.logs = logs
         self.watchdog = watchdog
+        self._limits = WallTimeLimits()
         self._waits: set[asyncio.Future[Any]] = set()
         self._finishers: set[asyncio.Task[None]] = set()
 
@@ -233,7 +235,7 @@ class EdgeRunner:
         task = asyncio.current_task()
         client.watch(task)
         try:
-            response = await self._call_chain(invocation, request, limits.wall_time)
+            response = await self._call_chain(invocation, request, limits.wall_time, task)
         except asyncio.CancelledError:
             if not client.cancelled:
                 raise
@@ -309,15 +311,25 @@ class EdgeRunner:
             return HandlerException(f"edge handler {handler} failed")
         return None
 
-    @staticmethod
-    async def _call_chain(invocation: Invocation, request: Request, wall_time: float) -> Response:
+    async def _call_chain(
+        self,
+        invocation: Invocation,
+        request: Request,
+        wall_time: float,
+        task: asyncio.Task[Any] | None,
+    ) -> Response:
+        if task is None:
+            # Not in a task (no server runs us so): nothing to cancel, no limit.
+            return await invocation.call(0, request)
+        deadline = self._limits.start(task, wall_time)
         try:
-            async with asyncio.timeout(wall_time) as deadline:
-                return await invocation.call(0, request)
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise _WallTimeExceeded(invocation.failed_in(exc.__context__ or exc)) from None
+            return await invocation.call(0, request)
+        except asyncio.CancelledError as exc:
+            if deadline.ours():
+                raise _WallTimeExceeded(invocation.failed_in(exc)) from None
             raise
+        finally:
+            self._limits.end(deadline)
 
     @staticmethod
     def _log_exception(invocation: Invocation, handler: str, exc: BaseException, what: str) -> None:
