@@ -126,12 +126,30 @@ class Gateway:
             path, target = self._resolve(scope, raw_path, runtime, ctx)
             reply = DirectReply(cycle, tasks, ctx, started, self.finish)
             if isinstance(target, HostMatch):
-                assert runtime.hosting is not None
-                return runtime.hosting.direct(scope, target, path.normalized, ctx, reply)
-            begin = getattr(target.route.payload, "direct", None)
-            return begin is not None and bool(begin(scope, target, path, ctx, reply))
+                hosting = runtime.hosting
+                assert hosting is not None
+                if hosting.direct(scope, target, path.normalized, ctx, reply):
+                    return True
+
+                async def resume(scope: Scope, receive: Receive, send: Send) -> None:
+                    assert hosting is not None
+                    await hosting.serve(scope, receive, send, target, path.normalized, ctx)
+
+            else:
+                action: Action = target.route.payload  # type: ignore[assignment]
+                begin = getattr(action, "direct", None)
+                if begin is not None and begin(scope, target, path, ctx, reply):
+                    return True
+
+                async def resume(scope: Scope, receive: Receive, send: Send) -> None:
+                    await action(scope, receive, send, target, path, ctx)
+
         except RequestError:
             return False
+        # Not answerable from callbacks (a function, a cache miss...): the ASGI path takes
+        # the request as resolved here rather than routing it again.
+        reply.hand_over(resume)
+        return True
 
     def finish(self, scope: Scope, ctx: RequestContext, started: float) -> None:
         """Account for a request that is over: metrics, and the access log when it is on."""
