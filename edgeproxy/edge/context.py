@@ -107,7 +107,12 @@ class Invocation:
         output: InvocationOutput,
     ) -> None:
         self.steps = chain.steps
-        self.params = chain.params
+        # Its own copy: chains are shared between requests (SiteFunctions.match remembers
+        # them), and a handler may change what it is given.
+        self.params = {
+            name: list(value) if isinstance(value, list) else value
+            for name, value in chain.params.items()
+        }
         self.env = env
         self.environment = environment
         self.request_id = request_id

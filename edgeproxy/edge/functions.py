@@ -29,6 +29,7 @@ from edgeproxy.edge.loader import handler_module, import_handler_file
 from edgeproxy.edge.modules import HandlerPackage
 from edgeproxy.edge.routefilter import RouteFilter
 from edgeproxy.exceptions import HandlerLoadError
+from edgeproxy.memo import Memo
 
 logger = logging.getLogger("edgeproxy.edge")
 
@@ -141,6 +142,8 @@ class SiteFunctions:
         )
         self.route_filter = route_filter
         self.package = package
+        # Which functions a (path, method) gets depends on nothing else: found once.
+        self._matched: Memo[tuple[str, str], Chain | None] = Memo()
 
     @classmethod
     def load(
@@ -169,6 +172,12 @@ class SiteFunctions:
 
     def match(self, path: str, method: str) -> Chain | None:
         """What runs for `path`, or None when no function is involved at all."""
+        try:
+            return self._matched[path, method]
+        except KeyError:
+            return self._matched.remember((path, method), self._match(path, method))
+
+    def _match(self, path: str, method: str) -> Chain | None:
         if self.route_filter is not None and not self.route_filter.allows(path):
             return None
         handler: HandlerFunction | None = None

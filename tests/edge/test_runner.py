@@ -295,3 +295,17 @@ def test_site_functions_through_the_runner(load_site: Any) -> None:
     assert post.headers["x-middleware"] == "middleware"  # no POST handler: statics
     assert "x-middleware" not in asset.headers  # excluded by _routes.json
     assert [seen["path"] for seen in static.seen] == ["/docs/page", "/docs/page", "/assets/app.js"]
+
+
+def test_a_handler_changing_its_params_leaves_the_next_requests_alone() -> None:
+    async def greedy(request: Request, env: Env, ctx: EdgeContext) -> Response:
+        seen = {"id": ctx.params["id"], "path": list(ctx.params["path"])}
+        ctx.params["id"] = "changed"
+        ctx.params["path"].append("extra")  # type: ignore[union-attr]
+        return JSONResponse(seen)
+
+    harness = Harness()
+    shared = chain(handler=greedy, id="7", path=["a", "b"])  # one chain, as matches share
+    app = harness.app(shared, Origin())
+    answers = [fetch(app).json() for _ in range(2)]
+    assert answers == [{"id": "7", "path": ["a", "b"]}] * 2
