@@ -431,10 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"bench: the nginx origin did not start: {exc}", file=sys.stderr)
             return 2
-        bench = Bench(tmp, origin)
         for round_number in range(1, args.rounds + 1):
+            bench = Bench(tmp, origin)
             if args.rounds > 1:
                 print(f"round {round_number} of {args.rounds}", flush=True)
+                # Each round sets its scenarios up afresh (sites, object state).
+                bench = Bench(tmp / f"round-{round_number}", origin)
+                bench.tmp.mkdir()
             for name in args.scenarios:
                 if name in report.skipped or name in report.failures:
                     continue
