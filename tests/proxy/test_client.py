@@ -266,6 +266,17 @@ def test_stale_keep_alive_connection_is_replaced() -> None:
             id="truncated-body",
         ),
         pytest.param(b"NOT HTTP AT ALL\r\n\r\n", UpstreamProtocolError, id="garbage"),
+        # A coding other than chunked would reach the client as undeclared body bytes.
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+            UpstreamProtocolError,
+            id="unsupported-transfer-coding",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            UpstreamProtocolError,
+            id="coding-under-chunked",
+        ),
     ],
 )
 def test_failures_map_to_edge_errors(response: bytes | None, error: type[Exception]) -> None:
