@@ -152,21 +152,23 @@ class UpstreamConnection(asyncio.Protocol):
         if status > 599:
             # RFC 9110 §15: three digits, but only 1xx-5xx mean anything; nothing to relay.
             raise UpstreamProtocolError(f"{self.where} answered with status {status}")
-        codings = [value for name, value in self.headers if name == b"transfer-encoding"]
-        if codings and b",".join(codings).strip().lower() != b"chunked":
-            # Only chunked is relayed (as nginx): any other transfer coding would reach the
-            # client as undeclared bytes of the body.
-            raise UpstreamProtocolError(
-                f"{self.where} sent an unsupported Transfer-Encoding: "
-                f"{b', '.join(codings).decode('latin-1')!r}"
-            )
+        bodiless = self.head_only or status in (204, 304)
+        if not bodiless:
+            framing = [header for header in self.headers if header[0] in _FRAMING]
+            codings = [value for name, value in framing if name == b"transfer-encoding"]
+            if codings and b",".join(codings).strip().lower() != b"chunked":
+                # Only chunked is relayed (as nginx): any other transfer coding would reach
+                # the client as undeclared bytes of the body.
+                raise UpstreamProtocolError(
+                    f"{self.where} sent an unsupported Transfer-Encoding: "
+                    f"{b', '.join(codings).decode('latin-1')!r}"
+                )
+            self.until_close = not framing
         self.status = status
         self.head_ready = True
-        if self.head_only or status in (204, 304):
+        if bodiless:
             self.keep_alive = bool(self.parser.should_keep_alive())
             self.complete = True
-        else:
-            self.until_close = not any(name in _FRAMING for name, _ in self.headers)
         self._wake()
 
     def on_body(self, body: bytes) -> None:

@@ -66,6 +66,7 @@ class ScriptedOrigin:
       /drop-if-reused     closes the connection unanswered unless it is its first request
                           (an origin timing out a keep-alive connection as a request arrives)
       /close              answers with `Connection: close`, then closes
+      /odd-coding         `Transfer-Encoding: gzip` and a body delimited by closing
       /nginx-like         fields as nginx sends them: mixed-case names, odd spacing kept,
                           `Connection: keep-alive` and `Keep-Alive` (names nothing else)
       /status/NNN         an empty response with status NNN
@@ -198,6 +199,9 @@ class ScriptedOrigin:
             ]
         if last == "close":
             send(200, [*fields, ("Connection", "close")], body)
+            return False
+        if last == "odd-coding":
+            send(200, [("Transfer-Encoding", "gzip")], b"not really gzip")
             return False
         if last == "nginx-like":
             fields = [
@@ -556,6 +560,16 @@ def test_an_origins_usual_header_block_is_relayed_byte_for_byte_without_hop_by_h
                 b"X-Case: MiXeD",
                 b"via: 1.1 edgeproxy",
             ]
+
+
+def test_a_transfer_coding_other_than_chunked_is_a_502(shared: Shared) -> None:
+    warm(shared.edge, "/scripted/echo")
+    with RawClient(shared.edge.port) as client:
+        refused = client.request("/scripted/odd-coding", "Accept: application/json")
+        assert refused.status == 502
+        assert refused.header("x-edge-error") == "upstream-protocol"
+        assert b"not really gzip" not in refused.body
+        assert client.request("/scripted/echo").status == 200
 
 
 def test_route_header_rules_and_preserve_host_apply_to_direct_answers(shared: Shared) -> None:
