@@ -33,14 +33,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from edgeproxy.deadlines import Deadlines
 from edgeproxy.edge.capture import InvocationOutput
 from edgeproxy.edge.context import Invocation, NotAResponse
-from edgeproxy.edge.deadlines import WallTimeLimits
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.logs import LogHub
 from edgeproxy.edge.reports import InvocationReport, InvocationReports
 from edgeproxy.edge.requests import RequestBody
+from edgeproxy.edge.walltime import WallTime
 from edgeproxy.edge.watchdog import LoopWatchdog
 from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError, ResponseAborted
 from edgeproxy.responses import send_error
@@ -152,7 +153,7 @@ class EdgeRunner:
         self.reports = reports
         self.logs = logs
         self.watchdog = watchdog
-        self._limits = WallTimeLimits()
+        self._limits: Deadlines[WallTime] = Deadlines(WallTime.expire)
         self._waits: set[asyncio.Future[Any]] = set()
         self._finishers: set[asyncio.Task[None]] = set()
 
@@ -321,15 +322,16 @@ class EdgeRunner:
         if task is None:
             # Not in a task (no server runs us so): nothing to cancel, no limit.
             return await invocation.call(0, request)
-        deadline = self._limits.start(task, wall_time)
+        limit = WallTime(task)
+        self._limits.add(limit, task.get_loop(), wall_time)
         try:
             return await invocation.call(0, request)
         except asyncio.CancelledError as exc:
-            if deadline.ours():
+            if limit.ours():
                 raise _WallTimeExceeded(invocation.failed_in(exc)) from None
             raise
         finally:
-            self._limits.end(deadline)
+            self._limits.discard(limit)
 
     @staticmethod
     def _log_exception(invocation: Invocation, handler: str, exc: BaseException, what: str) -> None:
