@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
@@ -126,30 +127,42 @@ class Gateway:
             path, target = self._resolve(scope, raw_path, runtime, ctx)
             reply = DirectReply(cycle, tasks, ctx, started, self.finish)
             if isinstance(target, HostMatch):
-                hosting = runtime.hosting
-                assert hosting is not None
-                if hosting.direct(scope, target, path.normalized, ctx, reply):
+                assert runtime.hosting is not None
+                if runtime.hosting.direct(scope, target, path.normalized, ctx, reply):
                     return True
-
-                async def resume(scope: Scope, receive: Receive, send: Send) -> None:
-                    assert hosting is not None
-                    await hosting.serve(scope, receive, send, target, path.normalized, ctx)
-
             else:
-                action: Action = target.route.payload  # type: ignore[assignment]
-                begin = getattr(action, "direct", None)
+                begin = getattr(target.route.payload, "direct", None)
                 if begin is not None and begin(scope, target, path, ctx, reply):
                     return True
-
-                async def resume(scope: Scope, receive: Receive, send: Send) -> None:
-                    await action(scope, receive, send, target, path, ctx)
-
         except RequestError:
             return False
         # Not answerable from callbacks (a function, a cache miss...): the ASGI path takes
         # the request as resolved here rather than routing it again.
-        reply.hand_over(resume)
+        reply.hand_over(functools.partial(self._dispatch, runtime, path, target, ctx))
         return True
+
+    @staticmethod
+    async def _dispatch(
+        runtime: Runtime,
+        path: RequestPath,
+        target: HostMatch | RouteMatch,
+        ctx: RequestContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve a resolved request: by the site its host names, or by its route's action."""
+        if isinstance(target, HostMatch):
+            assert runtime.hosting is not None
+            await runtime.hosting.serve(scope, receive, send, target, path.normalized, ctx)
+            return
+        action: Action = target.route.payload  # type: ignore[assignment]
+        if scope["type"] == "websocket":
+            if not hasattr(action, "websocket"):
+                raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
+            await action.websocket(scope, receive, send, target, path, ctx)
+        else:
+            await action(scope, receive, send, target, path, ctx)
 
     def finish(self, scope: Scope, ctx: RequestContext, started: float) -> None:
         """Account for a request that is over: metrics, and the access log when it is on."""
@@ -178,17 +191,7 @@ class Gateway:
                 return
             runtime = self.runtime()
             path, target = self._resolve(scope, raw_path, runtime, ctx)
-            if isinstance(target, HostMatch):
-                assert runtime.hosting is not None
-                await runtime.hosting.serve(scope, receive, send, target, path.normalized, ctx)
-                return
-            action: Action = target.route.payload  # type: ignore[assignment]
-            if scope["type"] == "websocket":
-                if not hasattr(action, "websocket"):
-                    raise BadRequest(f"route {ctx.route} does not accept WebSocket connections")
-                await action.websocket(scope, receive, send, target, path, ctx)
-            else:
-                await action(scope, receive, send, target, path, ctx)
+            await self._dispatch(runtime, path, target, ctx, scope, receive, send)
         except RequestError as exc:
             ctx.error = exc.code
             if isinstance(exc, UpstreamError):
