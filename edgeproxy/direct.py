@@ -164,8 +164,7 @@ def write_relayed(cycle: RequestResponseCycle, status: int, fields: bytes, body:
     accepted them, with nothing hop-by-hop among them; a stored response's, checked once by
     `wire_fields`). Building and checking each field again measured at 2-3 us a request."""
     if cycle.default_headers:
-        defaults = cycle.default_headers
-        fields = b"".join(name + b": " + value + b"\r\n" for name, value in defaults) + fields
+        fields = (wire_fields(cycle.default_headers) or b"") + fields
     close = b"" if cycle.keep_alive else b"connection: close\r\n"
     _write(cycle, b"".join((_status_line(status), fields, close, b"\r\n", body)))
 

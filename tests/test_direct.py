@@ -1,5 +1,6 @@
-"""`edgeproxy.direct.write_response`: a whole response written from callbacks as uvicorn's
-`send` would write a start message and a final body message, in one write."""
+"""`edgeproxy.direct.write_response` (and `write_relayed`, for a header block already on
+the wire): a whole response written from callbacks as uvicorn's `send` would write a start
+message and a final body message, in one write."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from edgeproxy.direct import write_response
+from edgeproxy.direct import write_relayed, write_response
 from edgeproxy.types import Headers
 
 if TYPE_CHECKING:
@@ -303,3 +304,20 @@ def test_the_cycle_is_complete_and_told_once(method: str, status: int, keep_aliv
     assert cycle.response_complete
     assert not cycle.waiting_for_100_continue
     assert len(cycle.transport.writes) == 1
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_relayed_block_follows_the_default_headers_and_keeps_its_own_framing(
+    keep_alive: bool,
+) -> None:
+    cycle = FakeCycle(keep_alive=keep_alive, default_headers=[(b"server", b"edge")])
+    block = b"Content-Type: text/plain\r\nContent-Length: 2\r\n"
+    write_relayed(cast("RequestResponseCycle", cycle), 200, block, b"ok")
+    status_line, fields, body = written(cycle)
+    assert status_line == b"HTTP/1.1 200 OK"
+    close = [] if keep_alive else [(b"connection", b"close")]
+    relayed = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"2")]
+    assert fields == [(b"server", b"edge"), *relayed, *close]
+    assert body == b"ok"
+    assert cycle.transport.closed is not keep_alive
+    assert cycle.responses == 1
