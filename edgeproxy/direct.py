@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from edgeproxy.context import RequestContext
 from edgeproxy.responses import send_response
-from edgeproxy.types import DISCONNECT_HOOKS, Headers, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Headers, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
@@ -49,9 +49,10 @@ _STATUS_LINES: dict[int, bytes] = {}
 
 
 class Tasks(Protocol):
-    """What the server offers a direct answer: the ASGI task it did not start (yet)."""
+    """What the server offers a direct answer: the ASGI task it did not start (yet), with
+    the server's app or another."""
 
-    def start_asgi_task(self, cycle: RequestResponseCycle) -> None: ...
+    def start_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp | None = None) -> None: ...
 
 
 class DirectReply:
@@ -92,6 +93,30 @@ class DirectReply:
         self.ctx.status = status
         self.finish()
 
+    def write(self, status: int, headers: Headers, body: bytes) -> bool:
+        """Write a whole response at once from the ASGI task this request was handed over
+        to (`write_response`), counting its body for the access log; the gateway accounts
+        for the request when the task ends. False, with nothing written, leaves it to
+        uvicorn's `send`: a client already gone, a header name not in lowercase. Raises
+        ValueError, with nothing written, for a header uvicorn would refuse."""
+        cycle = self.cycle
+        if cycle.response_started or cycle.disconnected:
+            return False
+        for name, _ in headers:
+            if not name.islower():
+                return False
+        if not write_response(cycle, status, headers, body):
+            raise ValueError("a response header no server may send")
+        self.ctx.bytes_sent += len(body)
+        return True
+
+    async def send(self, message: Message) -> None:
+        """The server's `send` for the ASGI task this request was handed over to, counting
+        the body it sends for the access log."""
+        if message["type"] == "http.response.body":
+            self.ctx.bytes_sent += len(message.get("body", b""))
+        await self.cycle.send(message)  # type: ignore[arg-type]
+
     def relay(self, status: int, fields: bytes, body: bytes) -> None:
         """Write the whole response now from a header block already valid on the wire
         (`write_relayed`), and account for the request."""
@@ -112,6 +137,11 @@ class DirectReply:
         with this request's context, as if the request had taken that path from the start."""
         self.scope[RESUME] = (self, resume)
         self._tasks.start_asgi_task(self.cycle)
+
+    def run(self, app: ASGIApp) -> None:
+        """Go on in an ASGI task of `app`'s own rather than the gateway's: it owns the rest
+        of the request, its error pages included, and calls `finish()` when it is over."""
+        self._tasks.start_asgi_task(self.cycle, app)
 
 
 def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, body: bytes) -> bool:

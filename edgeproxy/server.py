@@ -138,9 +138,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if direct is None or not direct(cycle, self):
             super()._start_asgi_task(cycle, app)
 
-    def start_asgi_task(self, cycle: RequestResponseCycle) -> None:
-        """Run `cycle` in an ASGI task after all: a direct answer handed it over."""
-        super()._start_asgi_task(cycle, self.app)
+    def start_asgi_task(
+        self, cycle: RequestResponseCycle, app: ASGI3Application | None = None
+    ) -> None:
+        """Run `cycle` in an ASGI task after all, of the server's app or of `app`: a direct
+        answer handed it over."""
+        super()._start_asgi_task(cycle, app or self.app)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn writes this straight to the socket: whatever earlier (pipelined) response

@@ -109,10 +109,14 @@ class Invocation:
         self.steps = chain.steps
         # Its own copy: chains are shared between requests (SiteFunctions.match remembers
         # them), and a handler may change what it is given.
-        self.params = {
-            name: list(value) if isinstance(value, list) else value
-            for name, value in chain.params.items()
-        }
+        self.params = (
+            {
+                name: list(value) if isinstance(value, list) else value
+                for name, value in chain.params.items()
+            }
+            if chain.params
+            else {}
+        )
         self.env = env
         self.environment = environment
         self.request_id = request_id
@@ -157,13 +161,19 @@ class Invocation:
         )
         self.output.emit(self.handler, "ERROR", f"wait_until work failed: {exc!r}")
 
-    async def call(self, index: int, request: Request) -> Response:
-        """Run step `index` with `request`; past the last step, the downstream app."""
+    async def call(self, index: int, request: Request | None) -> Response:
+        """Run step `index` with `request` (None: the client's, as it came); past the last
+        step, the downstream app."""
         if index >= len(self.steps):
+            assert request is not None  # a chain has at least one step
             return await self.call_downstream(request)
+        if request is None:
+            request = Request(self.scope, self.body.reader())
+        else:
+            request = Request(request.scope, receive_for(request, self.body, record=True))
         step = self.steps[index]
-        self.deepest = max(self.deepest, index)
-        request = Request(request.scope, receive_for(request, self.body, record=True))
+        if index > self.deepest:
+            self.deepest = index
         token = activate(self.output, step.label)
         try:
             result = await step.func(request, self.env, EdgeContext(self, index, request))

@@ -74,9 +74,9 @@ class Chain:
     middlewares: tuple[HandlerFunction, ...]
     handler: HandlerFunction | None
     params: Params
+    # The middlewares, then the handler: what the invocation walks (made once per chain).
+    steps: tuple[HandlerFunction, ...] = field(init=False, compare=False)
 
-    @property
-    def steps(self) -> tuple[HandlerFunction, ...]:
-        if self.handler is None:
-            return self.middlewares
-        return (*self.middlewares, self.handler)
+    def __post_init__(self) -> None:
+        steps = self.middlewares if self.handler is None else (*self.middlewares, self.handler)
+        object.__setattr__(self, "steps", steps)

@@ -11,27 +11,53 @@ import asyncio
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
 class LogEntry:
     """One line of handler output.
 
     `level` is a logging level name (`INFO`, `ERROR`, ...) for `logging` calls and the
     runner's errors, `STDOUT`/`STDERR` for `print`, `REPORT` for invocation reports.
+    `message` may be given as a callable that makes it: a report's line is formatted only
+    when someone reads it (one report is written per request; few are ever read).
     """
 
-    time: float
-    site: str
-    request_id: str
-    handler: str
-    level: str
-    message: str
+    __slots__ = ("_message", "handler", "level", "request_id", "site", "time")
+
+    def __init__(
+        self,
+        time: float,
+        site: str,
+        request_id: str,
+        handler: str,
+        level: str,
+        message: str | Callable[[], str],
+    ) -> None:
+        self.time = time
+        self.site = site
+        self.request_id = request_id
+        self.handler = handler
+        self.level = level
+        self._message = message
+
+    @property
+    def message(self) -> str:
+        message = self._message
+        if not isinstance(message, str):
+            message = self._message = message()
+        return message
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "time": self.time,
+            "site": self.site,
+            "request_id": self.request_id,
+            "handler": self.handler,
+            "level": self.level,
+            "message": self.message,
+        }
 
 
 class Subscription:
@@ -101,10 +127,11 @@ class LogHub:
         self._subscribers: dict[str, list[Subscription]] = {}
 
     def append(
-        self, site: str, request_id: str, handler: str, level: str, message: str
+        self, site: str, request_id: str, handler: str, level: str, message: str | Callable[[], str]
     ) -> LogEntry:
-        """Record one entry and hand it to the site's subscribers. Any thread may call it."""
-        if len(message) > self.max_message:
+        """Record one entry and hand it to the site's subscribers. Any thread may call it.
+        A `message` made by a callable (a report's line) is short and not truncated."""
+        if isinstance(message, str) and len(message) > self.max_message:
             message = f"{message[: self.max_message]}... ({len(message)} characters, truncated)"
         entry = LogEntry(time.time(), site, request_id, handler, level, message)
         ring = self._entries.get(site)

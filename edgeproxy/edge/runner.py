@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from edgeproxy.deadlines import Deadlines
+from edgeproxy.direct import wire_fields
 from edgeproxy.edge.capture import InvocationOutput
 from edgeproxy.edge.context import Invocation, NotAResponse
 from edgeproxy.edge.env import Env
@@ -45,12 +45,19 @@ from edgeproxy.edge.walltime import WallTime
 from edgeproxy.edge.watchdog import LoopWatchdog
 from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError, ResponseAborted
 from edgeproxy.responses import send_error
-from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Message, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Headers, Message, Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy.edge")
 
 # The status an invocation whose client left is counted with (nginx's, as the proxy does).
 CLIENT_GONE = 499
+
+# Writes a complete response (status, headers, body) at once; False, with nothing written,
+# when it cannot and the response must go through `send`; ValueError, with nothing written,
+# for a header that no server may send (`DirectReply.write`).
+WholeResponse = Callable[[int, Headers, bytes], bool]
+# How a Response whose body is all in memory sends itself (JSONResponse, HTMLResponse... too).
+_PLAIN_CALL = Response.__call__
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,18 @@ class _Sender:
         except BaseException:
             self.failed = True
             raise
+
+    def whole(self, write: WholeResponse, response: Response) -> bool:
+        """Send a plain Response (its body complete in memory) with `write`, if it can;
+        raises ValueError for a header that cannot be sent."""
+        body = response.body
+        if not isinstance(body, bytes) or not write(
+            response.status_code, response.raw_headers, body
+        ):
+            return False
+        self.started = self.complete = True
+        self.status = response.status_code
+        return True
 
 
 class _ClientWatch:
@@ -170,12 +189,15 @@ class EdgeRunner:
         site: str | None,
         downstream: ASGIApp,
         limits: HandlerLimits | None = None,
+        whole: WholeResponse | None = None,
     ) -> int:
         """Answer one request with `chain`; returns the status sent (0 for a WebSocket,
         which handlers do not see: it goes straight to `downstream`).
 
         `site` names the log hub the handler output goes to (None for a route handler
-        outside any site: its output goes to the `edgeproxy.edge.output` logger).
+        outside any site: its output goes to the `edgeproxy.edge.output` logger). `whole`,
+        when given, writes a plain Response (body in memory, no background task) at once
+        instead of as messages to `send`.
         Raises only `ResponseAborted` (a failure after the response started: cut the
         connection) and what the client's `send` raises.
         """
@@ -203,11 +225,10 @@ class EdgeRunner:
         started = time.perf_counter()
         duration: float | None = None
         try:
-            request = Request(scope, body.reader())
-            error, response = await self._invoke(invocation, request, limits, client)
+            error, response = await self._invoke(invocation, limits, client)
             duration = time.perf_counter() - started
             if response is not None:
-                error = await self._respond(invocation, response, sender)
+                error = await self._respond(invocation, response, sender, whole)
             if error is not None and not client.left(sender):
                 await send_error(scope, sender, error, request_id)
             return self._status(sender, client)
@@ -228,7 +249,6 @@ class EdgeRunner:
     async def _invoke(
         self,
         invocation: Invocation,
-        request: Request,
         limits: HandlerLimits,
         client: _ClientWatch,
     ) -> tuple[RequestError | None, Response | None]:
@@ -236,7 +256,7 @@ class EdgeRunner:
         task = asyncio.current_task()
         client.watch(task)
         try:
-            response = await self._call_chain(invocation, request, limits.wall_time, task)
+            response = await self._call_chain(invocation, limits.wall_time, task)
         except asyncio.CancelledError:
             if not client.cancelled:
                 raise
@@ -287,9 +307,31 @@ class EdgeRunner:
         return HandlerException(f"edge handler {handler} failed")
 
     async def _respond(
-        self, invocation: Invocation, response: Response, sender: _Sender
+        self,
+        invocation: Invocation,
+        response: Response,
+        sender: _Sender,
+        whole: WholeResponse | None,
     ) -> RequestError | None:
         """Send the chain's response; returns the error page to send instead, if any."""
+        if type(response).__call__ is _PLAIN_CALL:
+            try:
+                whole_sent = (
+                    whole is not None
+                    and response.background is None
+                    and sender.whole(whole, response)
+                )
+                if whole_sent:
+                    return None
+                if wire_fields(response.raw_headers) is None:
+                    raise ValueError("a response header no server may send")
+            except ValueError as exc:
+                # Refused before anything was sent: a 500 page rather than (as under
+                # uvicorn's own check) a connection closed without an answer.
+                invocation.outcome = "exception"
+                handler = invocation.handler
+                self._log_exception(invocation, handler, exc, "returned an unsendable response")
+                return HandlerException(f"edge handler {handler} failed")
         try:
             await response(invocation.scope, invocation.body.disconnect_only, sender)
         except ResponseAborted:
@@ -313,19 +355,15 @@ class EdgeRunner:
         return None
 
     async def _call_chain(
-        self,
-        invocation: Invocation,
-        request: Request,
-        wall_time: float,
-        task: asyncio.Task[Any] | None,
+        self, invocation: Invocation, wall_time: float, task: asyncio.Task[Any] | None
     ) -> Response:
         if task is None:
             # Not in a task (no server runs us so): nothing to cancel, no limit.
-            return await invocation.call(0, request)
+            return await invocation.call(0, None)
         limit = WallTime(task)
         self._limits.add(limit, task.get_loop(), wall_time)
         try:
-            return await invocation.call(0, request)
+            return await invocation.call(0, None)
         except asyncio.CancelledError as exc:
             if limit.ours():
                 raise _WallTimeExceeded(invocation.failed_in(exc)) from None
@@ -362,6 +400,9 @@ class EdgeRunner:
                 )
             )
 
+        if not invocation.waits:
+            report(0.0)
+            return
         for wait in invocation.waits:
             if not wait.done():
                 self._waits.add(wait)

@@ -3,6 +3,7 @@ static files, `_headers` on the way out."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.direct import DirectReply
+from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.functions import DeploymentFunctions, has_functions, request_path
@@ -101,9 +103,15 @@ class LiveDeployment:
     ) -> bool:
         """Answer from callbacks (`edgeproxy.direct`) what needs no await: a file held in
         memory (or a redirect, 304 or 404 the index decides) where no function and no
-        `_redirects` rule applies. False, with nothing sent, for the rest."""
+        `_redirects` rule applies. A function's request is handed to an ASGI task at once,
+        as resolved, with its complete response written as one (`DirectReply.write`).
+        False, with nothing sent, for the rest."""
         if self.functions is not None:
-            return False
+            chain = self.functions.chain(path, scope["method"])
+            if chain is not None:
+                downstream = self._assets_app(scope, path, host, preview, ctx)
+                reply.run(functools.partial(self._invoke, chain, downstream, ctx, reply))
+                return True
         if len(self.redirects):
             redirect = self.redirects.match(host, path, scope["query_string"])
             if redirect is not None and self._applies(redirect, path):
@@ -117,21 +125,50 @@ class LiveDeployment:
         reply.respond(status, headers, body)
         return True
 
+    async def _invoke(
+        self,
+        chain: Chain,
+        downstream: ASGIApp,
+        ctx: RequestContext,
+        reply: DirectReply,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Run `chain` in the ASGI task of a request the direct path resolved (`direct`)."""
+        assert self.functions is not None
+        try:
+            # reply.send: the server's `send`, counting the body for the access log.
+            await self.functions.invoke(
+                chain, self.preview_build, ctx, downstream, reply.write, scope, receive,
+                reply.send,
+            )  # fmt: skip
+        finally:
+            reply.finish()
+
     def _assets_app(
         self, original: Scope, path: str, host: str, preview: bool, ctx: RequestContext
     ) -> ASGIApp:
         """The deployment without its functions, as an ASGI app: what `ctx.next()` and
-        `env.ASSETS` reach. A request the handler rewrote is served by its own path; the
-        original keeps `path`, which a mounted site has already stripped of its prefix."""
+        `env.ASSETS` reach (`_serve_downstream`)."""
+        return functools.partial(self._serve_downstream, original, path, host, preview, ctx)
 
-        async def assets(scope: Scope, receive: Receive, send: Send) -> None:
-            raw = scope.get("raw_path")
-            own = path if raw is None or raw == original.get("raw_path") else request_path(scope)
-            await self.serve_assets(
-                scope, receive, send, path=own, host=host, preview=preview, ctx=ctx
-            )
-
-        return assets
+    async def _serve_downstream(
+        self,
+        original: Scope,
+        path: str,
+        host: str,
+        preview: bool,
+        ctx: RequestContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A request the handler rewrote is served by its own path; the original keeps
+        `path`, which a mounted site has already stripped of its prefix."""
+        raw = scope.get("raw_path")
+        own = path if raw is None or raw == original.get("raw_path") else request_path(scope)
+        await self.serve_assets(scope, receive, send, path=own, host=host, preview=preview, ctx=ctx)
 
     def _assets_binding(self, preview: bool) -> ASGIApp:
         """`env.ASSETS`: the static side for any request a handler makes up."""

@@ -18,7 +18,9 @@ from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
+from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
+from edgeproxy.edge.runner import WholeResponse
 from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError, StoreError
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.sites.store import Deployment, SiteStore
@@ -110,13 +112,33 @@ class DeploymentFunctions:
     ) -> bool:
         """Answer the request with the matching functions, whose `ctx.next()` reaches
         `downstream`; False when none match."""
+        chain = self.chain(path, scope.get("method", "GET"))
+        if chain is None:
+            return False
+        await self.invoke(chain, preview, ctx, downstream, None, scope, receive, send)
+        return True
+
+    def chain(self, path: str, method: str) -> Chain | None:
+        """The functions that answer `path` (normalized, still percent-encoded), if any."""
         if self.functions is None:
             raise FunctionsUnavailable(
                 f"the functions of this deployment failed to load: {self.error.splitlines()[0]}"
             )
-        chain = self.functions.match(unquote(path), scope.get("method", "GET"))
-        if chain is None:
-            return False
+        return self.functions.match(unquote(path), method)
+
+    async def invoke(
+        self,
+        chain: Chain,
+        preview: bool,
+        ctx: RequestContext,
+        downstream: ASGIApp,
+        whole: WholeResponse | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Answer the request with `chain` (`EdgeRunner.run`); `whole` writes a complete
+        response at once when the request came from the direct path."""
         ctx.status = await self.host.runner.run(
             scope,
             receive,
@@ -128,8 +150,8 @@ class DeploymentFunctions:
             site=self.site_name,
             downstream=downstream,
             limits=self.limits,
+            whole=whole,
         )
-        return True
 
     def close(self) -> None:
         if self.functions is not None:

@@ -372,6 +372,33 @@ SITE_FILES = {
     "_headers": b"/*\n  X-Site: web\n",
     "_redirects": b"/old /about 301\n",
     "docs/a b.txt": b"spaced out",
+    # Functions answer /fn/... (one ASGI task each, the response written whole); every
+    # other path of the site is still answered from callbacks.
+    "functions/fn/[kind].py": b"""\
+import asyncio
+
+from starlette.responses import JSONResponse, Response
+
+
+async def on_request(request, env, ctx):
+    kind = ctx.params["kind"]
+    if kind == "json":
+        return JSONResponse({"method": request.method, "query": request.url.query})
+    if kind == "awaits":
+        await asyncio.sleep(0.01)
+        return Response(b"slept", headers={"X-Kind": "awaits"})
+    if kind == "upper":
+        response = Response(b"upper", headers={"Content-Length": "5"})
+        response.raw_headers.append((b"X-Mixed-Case", b"kept"))
+        return response
+    if kind == "bad-header":
+        response = Response(b"never sent")
+        response.raw_headers.append((b"x-bad", b"split\\r\\ninjected: yes"))
+        return response
+    if kind == "empty":
+        return Response(status_code=204)
+    return Response(f"{kind}:{request.method}", media_type="text/plain")
+""",
 }
 
 
@@ -982,6 +1009,68 @@ def test_static_site_answers_on_a_keepalive_connection(shared: Shared) -> None:
         assert spaced.body == SITE_FILES["docs/a b.txt"]
         assert spaced.header("content-type") == "text/plain; charset=utf-8"
         assert client.request("/").body == SITE_FILES["index.html"]
+
+
+def test_site_functions_answer_on_a_keepalive_connection(shared: Shared) -> None:
+    with RawClient(shared.edge.port) as client:
+        plain = client.request("/fn/hello")
+        assert (plain.status, plain.body) == (200, b"hello:GET")
+        assert plain.header("content-type") == "text/plain; charset=utf-8"
+        assert plain.header("content-length") == "9"
+        data = client.request("/fn/json?a=1")
+        assert data.json() == {"method": "GET", "query": "a=1"}
+        assert data.header("content-type") == "application/json"
+        slept = client.request("/fn/awaits")
+        assert (slept.body, slept.header("x-kind")) == (b"slept", "awaits")
+        head = client.request("/fn/hello", method="HEAD")
+        assert head.status == 200
+        assert head.header("content-length") == str(len(b"hello:HEAD"))
+        empty = client.request("/fn/empty")
+        assert empty.status == 204
+        assert empty.header("content-length") is None
+        # A header name the handler did not lowercase: uvicorn's send writes it, once.
+        upper = client.request("/fn/upper")
+        assert upper.body == b"upper"
+        assert [name for name, _ in upper.headers].count("content-length") == 1
+        assert upper.header("x-mixed-case") == "kept"
+        # Files of the site with functions are served as before, and after a function.
+        assert client.request("/about").body == SITE_FILES["about.html"]
+        # The HEAD above sent no body: the connection is still in step.
+        assert client.request("/fn/again").body == b"again:GET"
+        client.send(request("/fn/one"), request("/about"), request("/fn/two"))
+        assert [client.read().body for _ in range(3)] == [
+            b"one:GET",
+            SITE_FILES["about.html"],
+            b"two:GET",
+        ]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_function_response_with_a_header_that_cannot_be_sent_is_a_500(
+    shared: Shared, method: str
+) -> None:
+    with RawClient(shared.edge.port) as client:
+        refused = client.request("/fn/bad-header", "Content-Length: 0", method=method)
+        assert refused.status == 500
+        assert refused.header("x-edge-error") == "handler-exception"
+        assert refused.header("injected") is None
+        assert b"never sent" not in refused.body
+        # The connection goes on.
+        assert client.request("/fn/after", method=method).body == f"after:{method}".encode()
+    wait_for(lambda: "returned an unsendable response" in shared.edge.stderr.read_text())
+
+
+def test_function_answers_are_counted_and_logged(shared: Shared) -> None:
+    edge = shared.edge
+    paths = [f"/fn/counted?n={index}" for index in range(6)]
+    before = metric(edge, "edgeproxy_requests_total", route="site", status="200")
+    with RawClient(edge.port) as client:
+        bodies = [client.request(path).body for path in paths]
+    assert metric(edge, "edgeproxy_requests_total", route="site", status="200") == before + 6
+    entries = logged(edge, paths)
+    assert len({entry["request_id"] for entry in entries}) == len(paths)
+    for entry, body in zip(entries, bodies, strict=True):
+        assert (entry["status"], entry["route"], entry["bytes"]) == (200, "site", len(body))
 
 
 def test_keepalive_idle_timeout_spares_a_busy_connection_and_closes_an_idle_one(
