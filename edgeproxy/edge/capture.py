@@ -33,6 +33,8 @@ class InvocationOutput:
     """Where one invocation's output goes: its site's hub, else the `edgeproxy.edge.output`
     logger (route handlers of no site)."""
 
+    __slots__ = ("_partial", "logs", "request_id", "site")
+
     def __init__(self, logs: LogHub | None, site: str | None, request_id: str) -> None:
         self.logs = logs if site is not None else None
         self.site = site or ""

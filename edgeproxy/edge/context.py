@@ -94,6 +94,24 @@ class EdgeContext:
 class Invocation:
     """One request's walk through a chain, shared by the `ctx` of each step."""
 
+    __slots__ = (
+        "body",
+        "data",
+        "deepest",
+        "downstream",
+        "env",
+        "environment",
+        "failure",
+        "opened",
+        "outcome",
+        "output",
+        "params",
+        "request_id",
+        "scope",
+        "steps",
+        "waits",
+    )
+
     def __init__(
         self,
         chain: Chain,

@@ -22,6 +22,8 @@ _FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
 class RequestBody:
     """The client's body for one invocation: recorded while handlers read it."""
 
+    __slots__ = ("_receive", "_streamer", "chunks", "client_gone", "complete")
+
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.chunks: list[bytes] = []
@@ -85,6 +87,8 @@ class RequestBody:
 
 class BodyReader:
     """One reader's view of a `RequestBody` (one per Request handed to a step)."""
+
+    __slots__ = ("_body", "_done", "_index", "_record")
 
     def __init__(self, body: RequestBody, *, record: bool) -> None:
         self._body = body

@@ -24,6 +24,7 @@ Once a response has started, nothing else can be sent: a failure then cuts the c
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,8 @@ class _WallTimeExceeded(Exception):
 
 class _Sender:
     """The client's `send`, noting whether (and with which status) the response started."""
+
+    __slots__ = ("_send", "complete", "failed", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -252,29 +255,41 @@ class EdgeRunner:
         limits: HandlerLimits,
         client: _ClientWatch,
     ) -> tuple[RequestError | None, Response | None]:
-        """Run the chain: (error page to send, or the response to send)."""
+        """Run the chain under its wall-time limit: (error page to send, or the response)."""
         task = asyncio.current_task()
-        client.watch(task)
+        limit: WallTime | None = None
+        if task is not None:
+            # (Not in a task, as no server runs us: nothing to cancel, no limit.)
+            client.watch(task)
+            limit = WallTime(task)
+            self._limits.add(limit, task.get_loop(), limits.wall_time)
         try:
-            response = await self._call_chain(invocation, limits.wall_time, task)
-        except asyncio.CancelledError:
-            if not client.cancelled:
-                raise
-            invocation.outcome = "canceled"
-            return None, None
-        except Exception as exc:
-            if client.gone:
-                # What the chain raised once its client left (the proxy behind `ctx.next()`
-                # giving up, a body read cut short) is not the handler's failure.
+            response = await invocation.call(0, None)
+        except asyncio.CancelledError as exc:
+            if limit is not None and limit.ours():
+                failure: Exception = _WallTimeExceeded(invocation.failed_in(exc))
+            elif client.cancelled:
                 invocation.outcome = "canceled"
                 return None, None
-            return self._failed(invocation, exc, limits), None
+            else:
+                raise
+        except Exception as exc:
+            failure = exc
+        else:
+            invocation.outcome = "ok"
+            return None, response
         finally:
+            if limit is not None:
+                self._limits.discard(limit)
             client.watch(None)
             if client.cancelled and task is not None and task.cancelling():
                 task.uncancel()
-        invocation.outcome = "ok"
-        return None, response
+        if client.gone:
+            # What the chain raised once its client left (the proxy behind `ctx.next()`
+            # giving up, a body read cut short) is not the handler's failure.
+            invocation.outcome = "canceled"
+            return None, None
+        return self._failed(invocation, failure, limits), None
 
     def _failed(
         self, invocation: Invocation, exc: Exception, limits: HandlerLimits
@@ -354,23 +369,6 @@ class EdgeRunner:
             return HandlerException(f"edge handler {handler} failed")
         return None
 
-    async def _call_chain(
-        self, invocation: Invocation, wall_time: float, task: asyncio.Task[Any] | None
-    ) -> Response:
-        if task is None:
-            # Not in a task (no server runs us so): nothing to cancel, no limit.
-            return await invocation.call(0, None)
-        limit = WallTime(task)
-        self._limits.add(limit, task.get_loop(), wall_time)
-        try:
-            return await invocation.call(0, None)
-        except asyncio.CancelledError as exc:
-            if limit.ours():
-                raise _WallTimeExceeded(invocation.failed_in(exc)) from None
-            raise
-        finally:
-            self._limits.discard(limit)
-
     @staticmethod
     def _log_exception(invocation: Invocation, handler: str, exc: BaseException, what: str) -> None:
         logger.error(
@@ -386,33 +384,41 @@ class EdgeRunner:
         duration: float,
         limits: HandlerLimits,
     ) -> None:
-        def report(wait_until: float) -> None:
-            invocation.output.flush()
-            self.reports.write(
-                InvocationReport(
-                    invocation.request_id,
-                    invocation.handler,
-                    status,
-                    duration,
-                    wait_until,
-                    invocation.outcome,
-                    site,
-                )
-            )
-
         if not invocation.waits:
-            report(0.0)
+            self._write_report(invocation, site, status, duration, 0.0)
             return
         for wait in invocation.waits:
             if not wait.done():
                 self._waits.add(wait)
                 wait.add_done_callback(self._waits.discard)
+        report = functools.partial(self._write_report, invocation, site, status, duration)
         if all(wait.done() for wait in invocation.waits):
             report(0.0)
             return
         finisher = asyncio.create_task(self._after_waits(invocation, report, limits.wall_time))
         self._finishers.add(finisher)
         finisher.add_done_callback(self._finishers.discard)
+
+    def _write_report(
+        self,
+        invocation: Invocation,
+        site: str | None,
+        status: int,
+        duration: float,
+        wait_until: float,
+    ) -> None:
+        invocation.output.flush()
+        self.reports.write(
+            InvocationReport(
+                invocation.request_id,
+                invocation.handler,
+                status,
+                duration,
+                wait_until,
+                invocation.outcome,
+                site,
+            )
+        )
 
     @staticmethod
     async def _after_waits(

@@ -11,7 +11,6 @@ from urllib.parse import unquote, urlsplit
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext, counting_send
 from edgeproxy.direct import DirectReply
-from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import EdgeHost
 from edgeproxy.responses import send_bytes
 from edgeproxy.sites.functions import DeploymentFunctions, has_functions, request_path
@@ -110,7 +109,10 @@ class LiveDeployment:
             chain = self.functions.chain(path, scope["method"])
             if chain is not None:
                 downstream = self._assets_app(scope, path, host, preview, ctx)
-                reply.run(functools.partial(self._invoke, chain, downstream, ctx, reply))
+                functions = self.functions.invoke
+                reply.run(
+                    functools.partial(functions, chain, self.preview_build, ctx, downstream, reply)
+                )
                 return True
         if len(self.redirects):
             redirect = self.redirects.match(host, path, scope["query_string"])
@@ -124,27 +126,6 @@ class LiveDeployment:
         ctx.bytes_sent = len(body)
         reply.respond(status, headers, body)
         return True
-
-    async def _invoke(
-        self,
-        chain: Chain,
-        downstream: ASGIApp,
-        ctx: RequestContext,
-        reply: DirectReply,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """Run `chain` in the ASGI task of a request the direct path resolved (`direct`)."""
-        assert self.functions is not None
-        try:
-            # reply.send: the server's `send`, counting the body for the access log.
-            await self.functions.invoke(
-                chain, self.preview_build, ctx, downstream, reply.write, scope, receive,
-                reply.send,
-            )  # fmt: skip
-        finally:
-            reply.finish()
 
     def _assets_app(
         self, original: Scope, path: str, host: str, preview: bool, ctx: RequestContext

@@ -16,11 +16,11 @@ from urllib.parse import unquote
 
 from edgeproxy.config.models import Site
 from edgeproxy.context import RequestContext
+from edgeproxy.direct import DirectReply
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
-from edgeproxy.edge.runner import WholeResponse
 from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError, StoreError
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.sites.store import Deployment, SiteStore
@@ -132,26 +132,31 @@ class DeploymentFunctions:
         preview: bool,
         ctx: RequestContext,
         downstream: ASGIApp,
-        whole: WholeResponse | None,
+        reply: DirectReply | None,
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
-        """Answer the request with `chain` (`EdgeRunner.run`); `whole` writes a complete
-        response at once when the request came from the direct path."""
-        ctx.status = await self.host.runner.run(
-            scope,
-            receive,
-            send,
-            chain,
-            env=self.env(preview),
-            environment=PREVIEW if preview else PRODUCTION,
-            request_id=ctx.request_id,
-            site=self.site_name,
-            downstream=downstream,
-            limits=self.limits,
-            whole=whole,
-        )
+        """Answer the request with `chain` (`EdgeRunner.run`). A request the direct path
+        resolved (`reply`: this runs as its ASGI task) has a complete response written at
+        once (`DirectReply.write`) and is accounted for here when it is over."""
+        try:
+            ctx.status = await self.host.runner.run(
+                scope,
+                receive,
+                send if reply is None else reply.send,
+                chain,
+                env=self.env(preview),
+                environment=PREVIEW if preview else PRODUCTION,
+                request_id=ctx.request_id,
+                site=self.site_name,
+                downstream=downstream,
+                limits=self.limits,
+                whole=None if reply is None else reply.write,
+            )
+        finally:
+            if reply is not None:
+                reply.finish()
 
     def close(self) -> None:
         if self.functions is not None:
