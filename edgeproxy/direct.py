@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from edgeproxy.context import RequestContext
 from edgeproxy.responses import send_response
-from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Headers, Message, Receive, Scope, Send
+from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Headers, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
@@ -95,10 +95,9 @@ class DirectReply:
 
     def write(self, status: int, headers: Headers, body: bytes) -> bool:
         """Write a whole response at once from the ASGI task this request was handed over
-        to (`write_response`), counting its body for the access log; the gateway accounts
-        for the request when the task ends. False, with nothing written, leaves it to
-        uvicorn's `send`: a client already gone, a header name not in lowercase. Raises
-        ValueError, with nothing written, for a header uvicorn would refuse."""
+        to (`write_response`). False, with nothing written, leaves it to uvicorn's `send`:
+        a client already gone, a header name not in lowercase. Raises ValueError, with
+        nothing written, for a header uvicorn would refuse."""
         cycle = self.cycle
         if cycle.response_started or cycle.disconnected:
             return False
@@ -107,15 +106,14 @@ class DirectReply:
                 return False
         if not write_response(cycle, status, headers, body):
             raise ValueError("a response header no server may send")
-        self.ctx.bytes_sent += len(body)
         return True
 
-    async def send(self, message: Message) -> None:
-        """The server's `send` for the ASGI task this request was handed over to, counting
-        the body it sends for the access log."""
-        if message["type"] == "http.response.body":
-            self.ctx.bytes_sent += len(message.get("body", b""))
-        await self.cycle.send(message)  # type: ignore[arg-type]
+    def done(self, status: int, sent: int) -> None:
+        """The end of a request `run()` handed to a task: its status and the body bytes
+        sent, then `finish()`."""
+        self.ctx.status = status
+        self.ctx.bytes_sent += sent
+        self.finish()
 
     def relay(self, status: int, fields: bytes, body: bytes) -> None:
         """Write the whole response now from a header block already valid on the wire

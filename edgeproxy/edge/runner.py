@@ -85,9 +85,10 @@ class _WallTimeExceeded(Exception):
 
 
 class _Sender:
-    """The client's `send`, noting whether (and with which status) the response started."""
+    """The client's `send`, noting whether (and with which status) the response started,
+    and the body bytes sent."""
 
-    __slots__ = ("_send", "complete", "failed", "started", "status")
+    __slots__ = ("_send", "complete", "failed", "sent", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -95,6 +96,7 @@ class _Sender:
         self.complete = False
         self.status = 0
         self.failed = False  # the client's transport failed: not the handler's doing
+        self.sent = 0
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -102,8 +104,10 @@ class _Sender:
                 raise RuntimeError("the response has already started")
             self.started = True
             self.status = message["status"]
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.complete = True
+        elif message["type"] == "http.response.body":
+            self.sent += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.complete = True
         try:
             await self._send(message)
         except BaseException:
@@ -120,6 +124,7 @@ class _Sender:
             return False
         self.started = self.complete = True
         self.status = response.status_code
+        self.sent = len(body)
         return True
 
 
@@ -192,21 +197,48 @@ class EdgeRunner:
         site: str | None,
         downstream: ASGIApp,
         limits: HandlerLimits | None = None,
-        whole: WholeResponse | None = None,
     ) -> int:
         """Answer one request with `chain`; returns the status sent (0 for a WebSocket,
         which handlers do not see: it goes straight to `downstream`).
 
         `site` names the log hub the handler output goes to (None for a route handler
-        outside any site: its output goes to the `edgeproxy.edge.output` logger). `whole`,
-        when given, writes a plain Response (body in memory, no background task) at once
-        instead of as messages to `send`.
+        outside any site: its output goes to the `edgeproxy.edge.output` logger).
         Raises only `ResponseAborted` (a failure after the response started: cut the
         connection) and what the client's `send` raises.
         """
+        ended: list[int] = []
+        await self.handle(
+            scope, receive, send, chain, env=env, environment=environment,
+            request_id=request_id, site=site, downstream=downstream, limits=limits,
+            done=lambda status, _: ended.append(status),
+        )  # fmt: skip
+        return ended[0]
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        chain: Chain,
+        *,
+        env: Env,
+        environment: str,
+        request_id: str,
+        site: str | None,
+        downstream: ASGIApp,
+        done: Callable[[int, int], None],
+        limits: HandlerLimits | None = None,
+        whole: WholeResponse | None = None,
+    ) -> None:
+        """`run` as an ASGI app: `done(status, body_bytes)` is called when the request is
+        over (also when this raises). `whole`, when given, writes a plain Response (body in
+        memory, no background task) at once instead of as messages to `send`."""
         if scope["type"] != "http":
-            await downstream(scope, receive, send)
-            return 0
+            try:
+                await downstream(scope, receive, send)
+            finally:
+                done(0, 0)
+            return
         limits = limits or HandlerLimits()
         if self.watchdog is not None:
             for step in chain.steps:
@@ -231,17 +263,26 @@ class EdgeRunner:
             error, response = await self._invoke(invocation, limits, client)
             duration = time.perf_counter() - started
             if response is not None:
-                error = await self._respond(invocation, response, sender, whole)
+                plain = (
+                    self._respond_plain(invocation, response, sender, whole)
+                    if type(response).__call__ is _PLAIN_CALL
+                    else False
+                )
+                if isinstance(plain, RequestError):
+                    error = plain
+                elif not plain:
+                    error = await self._respond(invocation, response, sender)
             if error is not None and not client.left(sender):
                 await send_error(scope, sender, error, request_id)
-            return self._status(sender, client)
         finally:
             if duration is None:
                 duration = time.perf_counter() - started
             if client.left(sender):
                 invocation.outcome = "canceled"
             invocation.close()
-            self._report(invocation, site, self._status(sender, client), duration, limits)
+            status = self._status(sender, client)
+            self._report(invocation, site, status, duration, limits)
+            done(status, sender.sent)
 
     @staticmethod
     def _status(sender: _Sender, client: _ClientWatch) -> int:
@@ -321,32 +362,34 @@ class EdgeRunner:
         self._log_exception(invocation, handler, exc, "raised")
         return HandlerException(f"edge handler {handler} failed")
 
-    async def _respond(
+    def _respond_plain(
         self,
         invocation: Invocation,
         response: Response,
         sender: _Sender,
         whole: WholeResponse | None,
+    ) -> RequestError | bool:
+        """For a plain Response (its body in memory): True once written whole, else False
+        (to be sent as messages); the error page to send instead for a header that cannot
+        be sent, refused before anything was sent, rather than (as under uvicorn's own
+        check) a connection closed without an answer."""
+        try:
+            if whole is not None and response.background is None and sender.whole(whole, response):
+                return True
+            if wire_fields(response.raw_headers) is None:
+                raise ValueError("a response header no server may send")
+        except ValueError as exc:
+            invocation.outcome = "exception"
+            handler = invocation.handler
+            self._log_exception(invocation, handler, exc, "returned an unsendable response")
+            return HandlerException(f"edge handler {handler} failed")
+        return False
+
+    async def _respond(
+        self, invocation: Invocation, response: Response, sender: _Sender
     ) -> RequestError | None:
-        """Send the chain's response; returns the error page to send instead, if any."""
-        if type(response).__call__ is _PLAIN_CALL:
-            try:
-                whole_sent = (
-                    whole is not None
-                    and response.background is None
-                    and sender.whole(whole, response)
-                )
-                if whole_sent:
-                    return None
-                if wire_fields(response.raw_headers) is None:
-                    raise ValueError("a response header no server may send")
-            except ValueError as exc:
-                # Refused before anything was sent: a 500 page rather than (as under
-                # uvicorn's own check) a connection closed without an answer.
-                invocation.outcome = "exception"
-                handler = invocation.handler
-                self._log_exception(invocation, handler, exc, "returned an unsendable response")
-                return HandlerException(f"edge handler {handler} failed")
+        """Send the chain's response as messages; returns the error page to send instead,
+        if any."""
         try:
             await response(invocation.scope, invocation.body.disconnect_only, sender)
         except ResponseAborted:

@@ -109,10 +109,7 @@ class LiveDeployment:
             chain = self.functions.chain(path, scope["method"])
             if chain is not None:
                 downstream = self._assets_app(scope, path, host, preview, ctx)
-                functions = self.functions.invoke
-                reply.run(
-                    functools.partial(functions, chain, self.preview_build, ctx, downstream, reply)
-                )
+                self.functions.direct(chain, self.preview_build, ctx, downstream, reply)
                 return True
         if len(self.redirects):
             redirect = self.redirects.match(host, path, scope["query_string"])

@@ -9,9 +9,11 @@ the deployment is first served.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from edgeproxy.config.models import Site
@@ -115,7 +117,7 @@ class DeploymentFunctions:
         chain = self.chain(path, scope.get("method", "GET"))
         if chain is None:
             return False
-        await self.invoke(chain, preview, ctx, downstream, None, scope, receive, send)
+        await self.invoke(chain, preview, ctx, downstream, scope, receive, send)
         return True
 
     def chain(self, path: str, method: str) -> Chain | None:
@@ -132,31 +134,45 @@ class DeploymentFunctions:
         preview: bool,
         ctx: RequestContext,
         downstream: ASGIApp,
-        reply: DirectReply | None,
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
-        """Answer the request with `chain` (`EdgeRunner.run`). A request the direct path
-        resolved (`reply`: this runs as its ASGI task) has a complete response written at
-        once (`DirectReply.write`) and is accounted for here when it is over."""
-        try:
-            ctx.status = await self.host.runner.run(
-                scope,
-                receive,
-                send if reply is None else reply.send,
-                chain,
-                env=self.env(preview),
-                environment=PREVIEW if preview else PRODUCTION,
-                request_id=ctx.request_id,
-                site=self.site_name,
+        """Answer the request with `chain` (`EdgeRunner.run`)."""
+        ctx.status = await self.host.runner.run(
+            scope, receive, send, chain, downstream=downstream, **self._invocation(preview, ctx)
+        )
+
+    def direct(
+        self,
+        chain: Chain,
+        preview: bool,
+        ctx: RequestContext,
+        downstream: ASGIApp,
+        reply: DirectReply,
+    ) -> None:
+        """Answer a request the direct path resolved with `chain`, in an ASGI task of its
+        own: the runner is that task's app, writes a complete response at once
+        (`DirectReply.write`) and accounts for the request when it is over."""
+        reply.run(
+            functools.partial(
+                self.host.runner.handle,
+                chain=chain,
                 downstream=downstream,
-                limits=self.limits,
-                whole=None if reply is None else reply.write,
+                whole=reply.write,
+                done=reply.done,
+                **self._invocation(preview, ctx),
             )
-        finally:
-            if reply is not None:
-                reply.finish()
+        )
+
+    def _invocation(self, preview: bool, ctx: RequestContext) -> dict[str, Any]:
+        return {
+            "env": self.env(preview),
+            "environment": PREVIEW if preview else PRODUCTION,
+            "request_id": ctx.request_id,
+            "site": self.site_name,
+            "limits": self.limits,
+        }
 
     def close(self) -> None:
         if self.functions is not None:
