@@ -34,10 +34,15 @@ _BODY_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 def request_host(scope: Scope) -> str:
-    hosts = [value for name, value in scope["headers"] if name == b"host"]
-    if len(hosts) != 1:
-        raise BadRequest(f"a request needs exactly one Host header (got {len(hosts)})")
-    host: bytes = hosts[0]
+    host: bytes | None = None
+    count = 0
+    # A loop, not a comprehension: this runs for every request.
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+            count += 1
+    if count != 1 or host is None:
+        raise BadRequest(f"a request needs exactly one Host header (got {count})")
     return host.decode("latin-1")
 
 

@@ -79,11 +79,6 @@ class HandlerLimits:
             raise ValueError(f"handler limits must be positive: {self}")
 
 
-class _WallTimeExceeded(Exception):
-    def __init__(self, handler: str) -> None:
-        self.handler = handler
-
-
 class _Sender:
     """The client's `send`, noting whether (and with which status) the response started,
     and the body bytes sent."""
@@ -260,7 +255,35 @@ class EdgeRunner:
         started = time.perf_counter()
         duration: float | None = None
         try:
-            error, response = await self._invoke(invocation, limits, client)
+            # The chain, under its wall-time limit (inline: a coroutine per layer counts).
+            task = asyncio.current_task()
+            limit: WallTime | None = None
+            if task is not None:
+                # (Not in a task, as no server runs us: nothing to cancel, no limit.)
+                client.watch(task)
+                limit = WallTime(task)
+                self._limits.add(limit, task.get_loop(), limits.wall_time)
+            response: Response | None = None
+            error: RequestError | None = None
+            try:
+                response = await invocation.call(0, None)
+            except asyncio.CancelledError as exc:
+                if limit is not None and limit.ours():
+                    error = self._failed(invocation, exc, limits, client, timed_out=True)
+                elif client.cancelled:
+                    invocation.outcome = "canceled"
+                else:
+                    raise
+            except Exception as exc:
+                error = self._failed(invocation, exc, limits, client)
+            else:
+                invocation.outcome = "ok"
+            finally:
+                if limit is not None:
+                    self._limits.discard(limit)
+                client.watch(None)
+                if client.cancelled and task is not None and task.cancelling():
+                    task.uncancel()
             duration = time.perf_counter() - started
             if response is not None:
                 plain = (
@@ -290,61 +313,32 @@ class EdgeRunner:
             return CLIENT_GONE
         return sender.status
 
-    async def _invoke(
+    def _failed(
         self,
         invocation: Invocation,
+        exc: BaseException,
         limits: HandlerLimits,
         client: _ClientWatch,
-    ) -> tuple[RequestError | None, Response | None]:
-        """Run the chain under its wall-time limit: (error page to send, or the response)."""
-        task = asyncio.current_task()
-        limit: WallTime | None = None
-        if task is not None:
-            # (Not in a task, as no server runs us: nothing to cancel, no limit.)
-            client.watch(task)
-            limit = WallTime(task)
-            self._limits.add(limit, task.get_loop(), limits.wall_time)
-        try:
-            response = await invocation.call(0, None)
-        except asyncio.CancelledError as exc:
-            if limit is not None and limit.ours():
-                failure: Exception = _WallTimeExceeded(invocation.failed_in(exc))
-            elif client.cancelled:
-                invocation.outcome = "canceled"
-                return None, None
-            else:
-                raise
-        except Exception as exc:
-            failure = exc
-        else:
-            invocation.outcome = "ok"
-            return None, response
-        finally:
-            if limit is not None:
-                self._limits.discard(limit)
-            client.watch(None)
-            if client.cancelled and task is not None and task.cancelling():
-                task.uncancel()
+        *,
+        timed_out: bool = False,
+    ) -> RequestError | None:
+        """The error page for an exception out of the chain (or its wall-time limit
+        expiring: `timed_out`), logged and counted; None once the client has left."""
         if client.gone:
             # What the chain raised once its client left (the proxy behind `ctx.next()`
             # giving up, a body read cut short) is not the handler's failure.
             invocation.outcome = "canceled"
-            return None, None
-        return self._failed(invocation, failure, limits), None
-
-    def _failed(
-        self, invocation: Invocation, exc: Exception, limits: HandlerLimits
-    ) -> RequestError:
-        """The error page for an exception out of the chain, logged and counted."""
-        if isinstance(exc, _WallTimeExceeded):
+            return None
+        if timed_out:
+            handler = invocation.failed_in(exc)
             invocation.outcome = "timeout"
             message = (
-                f"edge handler {exc.handler} exceeded its wall-time limit of "
+                f"edge handler {handler} exceeded its wall-time limit of "
                 f"{limits.wall_time:g} s and was cancelled (request {invocation.request_id})"
             )
             logger.error("%s", message)
-            invocation.output.emit(exc.handler, "ERROR", message)
-            return HandlerTimeout(f"edge handler {exc.handler} timed out")
+            invocation.output.emit(handler, "ERROR", message)
+            return HandlerTimeout(f"edge handler {handler} timed out")
         if isinstance(exc, RequestError):
             # Raised downstream (an origin's 502...) and not caught by the handler: that
             # error's own page, as the gateway would send it without a handler.
