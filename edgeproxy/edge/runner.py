@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.responses import Response
 
@@ -163,6 +163,26 @@ class _ClientWatch:
         self._task = None
 
 
+class Call(NamedTuple):
+    """What one invocation runs with (`EdgeRunner.handle`).
+
+    `site` names the log hub the handler output goes to (None for a route handler outside
+    any site). `done(status, body_bytes)` is called when the request is over (also when
+    the runner raises). `whole`, when given, writes a plain Response (body in memory, no
+    background task) at once instead of as messages to `send`.
+    """
+
+    chain: Chain
+    env: Env
+    environment: str
+    request_id: str
+    site: str | None
+    downstream: ASGIApp
+    limits: HandlerLimits
+    done: Callable[[int, int], None]
+    whole: WholeResponse | None = None
+
+
 class EdgeRunner:
     """Runs handler chains; one per server process, shared by all sites and routes."""
 
@@ -202,39 +222,22 @@ class EdgeRunner:
         connection) and what the client's `send` raises.
         """
         ended: list[int] = []
-        await self.handle(
-            scope, receive, send, chain, env=env, environment=environment,
-            request_id=request_id, site=site, downstream=downstream, limits=limits,
-            done=lambda status, _: ended.append(status),
+        call = Call(
+            chain, env, environment, request_id, site, downstream,
+            limits or HandlerLimits(), lambda status, _: ended.append(status),
         )  # fmt: skip
+        await self.handle(call, scope, receive, send)
         return ended[0]
 
-    async def handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        chain: Chain,
-        *,
-        env: Env,
-        environment: str,
-        request_id: str,
-        site: str | None,
-        downstream: ASGIApp,
-        done: Callable[[int, int], None],
-        limits: HandlerLimits | None = None,
-        whole: WholeResponse | None = None,
-    ) -> None:
-        """`run` as an ASGI app: `done(status, body_bytes)` is called when the request is
-        over (also when this raises). `whole`, when given, writes a plain Response (body in
-        memory, no background task) at once instead of as messages to `send`."""
+    async def handle(self, call: Call, scope: Scope, receive: Receive, send: Send) -> None:
+        """`run` as an ASGI app, once bound to its `call` (`functools.partial`)."""
+        chain, env, environment, request_id, site, downstream, limits, done, whole = call
         if scope["type"] != "http":
             try:
                 await downstream(scope, receive, send)
             finally:
                 done(0, 0)
             return
-        limits = limits or HandlerLimits()
         if self.watchdog is not None:
             for step in chain.steps:
                 self.watchdog.limits[step.label] = limits.cpu_time

@@ -13,7 +13,6 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from edgeproxy.config.models import Site
@@ -23,6 +22,7 @@ from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
+from edgeproxy.edge.runner import Call
 from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError, StoreError
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.sites.store import Deployment, SiteStore
@@ -140,7 +140,16 @@ class DeploymentFunctions:
     ) -> None:
         """Answer the request with `chain` (`EdgeRunner.run`)."""
         ctx.status = await self.host.runner.run(
-            scope, receive, send, chain, downstream=downstream, **self._invocation(preview, ctx)
+            scope,
+            receive,
+            send,
+            chain,
+            env=self.env(preview),
+            environment=PREVIEW if preview else PRODUCTION,
+            request_id=ctx.request_id,
+            site=self.site_name,
+            downstream=downstream,
+            limits=self.limits,
         )
 
     def direct(
@@ -154,25 +163,11 @@ class DeploymentFunctions:
         """Answer a request the direct path resolved with `chain`, in an ASGI task of its
         own: the runner is that task's app, writes a complete response at once
         (`DirectReply.write`) and accounts for the request when it is over."""
-        reply.run(
-            functools.partial(
-                self.host.runner.handle,
-                chain=chain,
-                downstream=downstream,
-                whole=reply.write,
-                done=reply.done,
-                **self._invocation(preview, ctx),
-            )
-        )
-
-    def _invocation(self, preview: bool, ctx: RequestContext) -> dict[str, Any]:
-        return {
-            "env": self.env(preview),
-            "environment": PREVIEW if preview else PRODUCTION,
-            "request_id": ctx.request_id,
-            "site": self.site_name,
-            "limits": self.limits,
-        }
+        call = Call(
+            chain, self.env(preview), PREVIEW if preview else PRODUCTION, ctx.request_id,
+            self.site_name, downstream, self.limits, reply.done, reply.write,
+        )  # fmt: skip
+        reply.run(functools.partial(self.host.runner.handle, call))
 
     def close(self) -> None:
         if self.functions is not None:
