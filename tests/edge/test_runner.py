@@ -129,6 +129,60 @@ def test_wall_time_exceeded_is_a_504(caplog: pytest.LogCaptureFixture) -> None:
     assert "outcome=timeout" in harness.reports()[0]
 
 
+def test_a_handler_that_waits_runs_on_in_its_task_as_awaited() -> None:
+    """The runner takes a chain's first step by hand and awaits the rest: whatever the
+    handler waits for, the values, exceptions and cancellations it is sent, and the task it
+    sees are those of a plain `await`."""
+
+    async def fails_later() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("from a task")
+
+    async def waits(request: Request, env: Env, ctx: EdgeContext) -> Response:
+        task = asyncio.current_task()
+        seen = []
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)  # a bare yield
+            seen.append(await asyncio.get_running_loop().run_in_executor(None, lambda: 6 * 7))
+        try:
+            await asyncio.create_task(fails_later())
+        except KeyError as exc:
+            seen.append(str(exc))
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            seen.append("timed out")  # our own cancellation, thrown in and taken back
+        seen.append(asyncio.current_task() is task is not None)
+        return JSONResponse(seen)
+
+    async def answers(request: Request, env: Env, ctx: EdgeContext) -> Response:
+        return JSONResponse([asyncio.current_task() is not None])
+
+    harness = Harness()
+    response = fetch(harness.app(chain(handler=waits)))
+    assert response.json() == [42, "'from a task'", "timed out", True]
+    assert fetch(harness.app(chain(handler=answers))).json() == [True]
+    assert harness.statuses == [200, 200]
+    assert all("outcome=ok" in line for line in harness.reports())
+
+
+def test_wall_time_counts_from_the_start_when_a_handler_waits_late() -> None:
+    async def busy_then_waits(request: Request, env: Env, ctx: EdgeContext) -> Response:
+        deadline = asyncio.get_running_loop().time() + 0.2
+        while asyncio.get_running_loop().time() < deadline:
+            pass  # no await yet: the limit is armed at the first wait, with what is left
+        # 0.4 s in all: past the 0.25 s limit, though the wait alone is not (the sweep
+        # checks every 50 ms: the limit fires between 0.25 and 0.3 s).
+        await asyncio.sleep(0.2)
+        return PlainTextResponse("late")
+
+    harness = Harness()
+    response = fetch(harness.app(chain(handler=busy_then_waits), limits=HandlerLimits(0.25)))
+    assert response.status_code == 504
+    assert "outcome=timeout" in harness.reports()[0]
+
+
 def test_non_response_is_a_500(caplog: pytest.LogCaptureFixture) -> None:
     async def wrong(request: Request, env: Env, ctx: EdgeContext) -> Any:
         return {"not": "a response"}
