@@ -126,7 +126,7 @@ class DeploymentFunctions:
             raise FunctionsUnavailable(
                 f"the functions of this deployment failed to load: {self.error.splitlines()[0]}"
             )
-        return self.functions.match(unquote(path), method)
+        return self.functions.match(unquote(path) if "%" in path else path, method)
 
     async def invoke(
         self,
