@@ -127,19 +127,26 @@ class _ClientWatch:
     """Whether the client left; while the chain runs, cancels it when that happens.
 
     edgeproxy's HTTP protocol calls a hook on disconnect (the proxy's `DisconnectWatcher`
-    uses the same one). Under another server, a disconnect is known once something reads
-    the request's `receive` and gets `http.disconnect`.
+    uses the same one), from the first `listen()` on: before the invocation waits for
+    anything (until then no callback can run, so no disconnect can be seen). Under another
+    server, a disconnect is known once something reads the request's `receive` and gets
+    `http.disconnect`.
     """
 
-    __slots__ = ("_body", "_left", "_task", "cancelled")
+    __slots__ = ("_body", "_hooks", "_left", "_task", "cancelled")
 
     def __init__(self, scope: Scope, body: RequestBody) -> None:
         self._body = body
+        self._hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
         self._left = False
         self._task: asyncio.Task[Any] | None = None
         self.cancelled = False
-        hooks = scope.get(DISCONNECT_HOOKS)
+
+    def listen(self) -> None:
+        """Hear of a disconnect from now on (idempotent)."""
+        hooks = self._hooks
         if hooks is not None:
+            self._hooks = None
             hooks.append(self._disconnected)
 
     @property
@@ -153,6 +160,8 @@ class _ClientWatch:
         return self._left or (self._body.client_gone and not sender.complete)
 
     def watch(self, task: asyncio.Task[Any] | None) -> None:
+        """Cancel `task` if the client leaves (None: stop)."""
+        self.listen()
         self._task = task
 
     def _disconnected(self) -> None:
@@ -338,8 +347,10 @@ class EdgeRunner:
                 if isinstance(plain, RequestError):
                     error = plain
                 elif not plain:
+                    client.listen()
                     error = await self._respond(invocation, response, sender)
             if error is not None and not client.left(sender):
+                client.listen()
                 await send_error(scope, sender, error, request_id)
         finally:
             if duration is None:
