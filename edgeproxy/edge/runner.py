@@ -1,11 +1,14 @@
 """The edge runner: runs a handler chain for one request, as a pure-ASGI step.
 
 The gateway matches a chain (a route's `handler:` or a deployment's functions) and calls
-`EdgeRunner.run()` with the route's action as `downstream`. The runner answers the request
-itself: the handler's Response, or an error page when the handler fails —
+`EdgeRunner.run()` with the route's action as `downstream`; a function request resolved on
+the direct path (`edgeproxy.direct`) gets a task whose app is `EdgeRunner.handle`, bound to
+its `Call`, and its plain Response written whole. The runner answers the request itself:
+the handler's Response, or an error page when the handler fails —
 
 - it raises: 500, `X-Edge-Error: handler-exception`, logged with its traceback;
-- it returns something that is not a Response: 500, the same header, logged;
+- it returns something that is not a Response, or a Response with a header no server may
+  send: 500, the same header, logged;
 - it runs past `HandlerLimits.wall_time` (awaiting `ctx.next()` included): it is
   cancelled, 504, `X-Edge-Error: handler-timeout`;
 - an error the downstream app raised before answering (502 from an origin...) and the
@@ -27,7 +30,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -36,7 +39,9 @@ from starlette.responses import Response
 from edgeproxy.deadlines import Deadlines
 from edgeproxy.direct import wire_fields
 from edgeproxy.edge.capture import InvocationOutput
+from edgeproxy.edge.client import ClientSend, ClientWatch, WholeResponse
 from edgeproxy.edge.context import Invocation, NotAResponse
+from edgeproxy.edge.continuation import Continuation
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.logs import LogHub
@@ -46,17 +51,13 @@ from edgeproxy.edge.walltime import WallTime
 from edgeproxy.edge.watchdog import LoopWatchdog
 from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError, ResponseAborted
 from edgeproxy.responses import send_error
-from edgeproxy.types import DISCONNECT_HOOKS, ASGIApp, Headers, Message, Receive, Scope, Send
+from edgeproxy.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("edgeproxy.edge")
 
 # The status an invocation whose client left is counted with (nginx's, as the proxy does).
 CLIENT_GONE = 499
 
-# Writes a complete response (status, headers, body) at once; False, with nothing written,
-# when it cannot and the response must go through `send`; ValueError, with nothing written,
-# for a header that no server may send (`DirectReply.write`).
-WholeResponse = Callable[[int, Headers, bytes], bool]
 # How a Response whose body is all in memory sends itself (JSONResponse, HTMLResponse... too).
 _PLAIN_CALL = Response.__call__
 
@@ -77,128 +78,6 @@ class HandlerLimits:
     def __post_init__(self) -> None:
         if self.wall_time <= 0 or self.cpu_time <= 0:
             raise ValueError(f"handler limits must be positive: {self}")
-
-
-class _Sender:
-    """The client's `send`, noting whether (and with which status) the response started,
-    and the body bytes sent."""
-
-    __slots__ = ("_send", "complete", "failed", "sent", "started", "status")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.started = False
-        self.complete = False
-        self.status = 0
-        self.failed = False  # the client's transport failed: not the handler's doing
-        self.sent = 0
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            if self.started:
-                raise RuntimeError("the response has already started")
-            self.started = True
-            self.status = message["status"]
-        elif message["type"] == "http.response.body":
-            self.sent += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                self.complete = True
-        try:
-            await self._send(message)
-        except BaseException:
-            self.failed = True
-            raise
-
-    def whole(self, write: WholeResponse, response: Response) -> bool:
-        """Send a plain Response (its body complete in memory) with `write`, if it can;
-        raises ValueError for a header that cannot be sent."""
-        body = response.body
-        if not isinstance(body, bytes) or not write(
-            response.status_code, response.raw_headers, body
-        ):
-            return False
-        self.started = self.complete = True
-        self.status = response.status_code
-        self.sent = len(body)
-        return True
-
-
-class _ClientWatch:
-    """Whether the client left; while the chain runs, cancels it when that happens.
-
-    edgeproxy's HTTP protocol calls a hook on disconnect (the proxy's `DisconnectWatcher`
-    uses the same one), from the first `listen()` on: before the invocation waits for
-    anything (until then no callback can run, so no disconnect can be seen). Under another
-    server, a disconnect is known once something reads the request's `receive` and gets
-    `http.disconnect`.
-    """
-
-    __slots__ = ("_body", "_hooks", "_left", "_task", "cancelled")
-
-    def __init__(self, scope: Scope, body: RequestBody) -> None:
-        self._body = body
-        self._hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
-        self._left = False
-        self._task: asyncio.Task[Any] | None = None
-        self.cancelled = False
-
-    def listen(self) -> None:
-        """Hear of a disconnect from now on (idempotent)."""
-        hooks = self._hooks
-        if hooks is not None:
-            self._hooks = None
-            hooks.append(self._disconnected)
-
-    @property
-    def gone(self) -> bool:
-        """The client left (asked before anything was sent)."""
-        return self._left or self._body.client_gone
-
-    def left(self, sender: _Sender) -> bool:
-        """Whether the client left before the response was complete (after it, a server
-        answers every `receive()` with `http.disconnect`)."""
-        return self._left or (self._body.client_gone and not sender.complete)
-
-    def watch(self, task: asyncio.Task[Any] | None) -> None:
-        """Cancel `task` if the client leaves (None: stop)."""
-        self.listen()
-        self._task = task
-
-    def _disconnected(self) -> None:
-        self._left = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            self.cancelled = True
-        self._task = None
-
-
-class _Rest:
-    """The rest of a coroutine stepped by hand until it first waited (`waiting`: what it
-    yielded then). Awaited in a task, it passes what the coroutine waits for up to the task
-    and the task's answers (values, cancellation) down to it, as `await` would have."""
-
-    __slots__ = ("_coro", "_waiting")
-
-    def __init__(self, coro: Coroutine[Any, Any, Response], waiting: Any) -> None:
-        self._coro = coro
-        self._waiting = waiting
-
-    def __await__(self) -> Generator[Any, Any, Response]:
-        coro, waiting = self._coro, self._waiting
-        while True:
-            try:
-                answer = yield waiting
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # passed on to the coroutine
-                step: Callable[[], Any] = functools.partial(coro.throw, exc)
-            else:
-                step = functools.partial(coro.send, answer)
-            try:
-                waiting = step()
-            except StopIteration as returned:
-                return returned.value  # type: ignore[no-any-return]
 
 
 class Call(NamedTuple):
@@ -291,8 +170,8 @@ class EdgeRunner:
             scope=scope,
             output=output,
         )
-        sender = _Sender(send)
-        client = _ClientWatch(scope, body)
+        sender = ClientSend(send)
+        client = ClientWatch(scope, body)
         started = time.perf_counter()
         duration: float | None = None
         try:
@@ -319,7 +198,7 @@ class EdgeRunner:
                         limit = WallTime(task)
                         left = limits.wall_time - (time.perf_counter() - started)
                         self._limits.add(limit, task.get_loop(), left)
-                    response = await _Rest(chain_call, waiting)
+                    response = await Continuation(chain_call, waiting)
             except asyncio.CancelledError as exc:
                 if limit is not None and limit.ours():
                     error = self._failed(invocation, exc, limits, client, timed_out=True)
@@ -363,7 +242,7 @@ class EdgeRunner:
             done(status, sender.sent)
 
     @staticmethod
-    def _status(sender: _Sender, client: _ClientWatch) -> int:
+    def _status(sender: ClientSend, client: ClientWatch) -> int:
         if not sender.started and client.left(sender):
             return CLIENT_GONE
         return sender.status
@@ -373,7 +252,7 @@ class EdgeRunner:
         invocation: Invocation,
         exc: BaseException,
         limits: HandlerLimits,
-        client: _ClientWatch,
+        client: ClientWatch,
         *,
         timed_out: bool = False,
     ) -> RequestError | None:
@@ -415,7 +294,7 @@ class EdgeRunner:
         self,
         invocation: Invocation,
         response: Response,
-        sender: _Sender,
+        sender: ClientSend,
         whole: WholeResponse | None,
     ) -> RequestError | bool:
         """For a plain Response (its body in memory): True once written whole, else False
@@ -435,7 +314,7 @@ class EdgeRunner:
         return False
 
     async def _respond(
-        self, invocation: Invocation, response: Response, sender: _Sender
+        self, invocation: Invocation, response: Response, sender: ClientSend
     ) -> RequestError | None:
         """Send the chain's response as messages; returns the error page to send instead,
         if any."""
