@@ -94,8 +94,8 @@ class DirectReply:
         self.finish()
 
     def write(self, status: int, headers: Headers, body: bytes) -> bool:
-        """Write a whole response at once from the ASGI task this request was handed over
-        to (`write_response`). False, with nothing written, leaves it to uvicorn's `send`:
+        """Write a whole response at once from the task `run()` started for this request
+        (`write_response`). False, with nothing written, leaves it to uvicorn's `send`:
         a client already gone, a header name not in lowercase. Raises ValueError, with
         nothing written, for a header uvicorn would refuse."""
         cycle = self.cycle

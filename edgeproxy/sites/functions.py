@@ -117,28 +117,6 @@ class DeploymentFunctions:
         chain = self.chain(path, scope.get("method", "GET"))
         if chain is None:
             return False
-        await self.invoke(chain, preview, ctx, downstream, scope, receive, send)
-        return True
-
-    def chain(self, path: str, method: str) -> Chain | None:
-        """The functions that answer `path` (normalized, still percent-encoded), if any."""
-        if self.functions is None:
-            raise FunctionsUnavailable(
-                f"the functions of this deployment failed to load: {self.error.splitlines()[0]}"
-            )
-        return self.functions.match(unquote(path) if "%" in path else path, method)
-
-    async def invoke(
-        self,
-        chain: Chain,
-        preview: bool,
-        ctx: RequestContext,
-        downstream: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """Answer the request with `chain` (`EdgeRunner.run`)."""
         ctx.status = await self.host.runner.run(
             scope,
             receive,
@@ -151,6 +129,15 @@ class DeploymentFunctions:
             downstream=downstream,
             limits=self.limits,
         )
+        return True
+
+    def chain(self, path: str, method: str) -> Chain | None:
+        """The functions that answer `path` (normalized, still percent-encoded), if any."""
+        if self.functions is None:
+            raise FunctionsUnavailable(
+                f"the functions of this deployment failed to load: {self.error.splitlines()[0]}"
+            )
+        return self.functions.match(unquote(path) if "%" in path else path, method)
 
     def direct(
         self,
