@@ -78,6 +78,6 @@ class InvocationReports:
             self.stream.flush()
         if self.logs is not None and report.site is not None:
             # The line is formatted when someone reads the entry, not per request.
-            self.logs.append(report.site, report.request_id, report.handler, "REPORT", report.line)
+            self.logs.append(report.site, report.request_id, report.handler, "REPORT", report)
         if self.stats is not None:
             self.stats.observe(report.handler, report.outcome, report.duration)
