@@ -55,15 +55,24 @@ async def _exchange(port: int, requests: list[bytes]) -> list[bytes]:
     return answers
 
 
-async def _serve_and_collect(tmp_path: Path, requests: list[bytes]) -> tuple[list[bytes], int]:
+PROXY_RULES = """\
+origins:
+  app:
+    targets: ['http://127.0.0.1:{origin_port}']
+routes:
+  - match: {{path: /}}
+    proxy: app
+"""
+
+
+async def _serve_and_collect(
+    tmp_path: Path, requests: list[bytes], rules_text: str = PROXY_RULES
+) -> tuple[list[bytes], int]:
     loop = asyncio.get_running_loop()
     origin = await loop.create_server(Origin, "127.0.0.1", 0)
     origin_port = origin.sockets[0].getsockname()[1]
     rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"origins:\n  app:\n    targets: ['http://127.0.0.1:{origin_port}']\n"
-        "routes:\n  - match: {path: /}\n    proxy: app\n"
-    )
+    rules.write_text(rules_text.format(origin_port=origin_port, tmp=tmp_path))
     app = EdgeApp(rules, str(tmp_path / "state"))
     await app.startup()
     config = uvicorn.Config(app=app, http=EdgeHttpProtocol, lifespan="off", access_log=False)
@@ -93,6 +102,45 @@ def test_proxied_requests_leave_no_reference_cycles(
     post = b"POST /b HTTP/1.1\r\nHost: example.test\r\ncontent-length: 2\r\n\r\nhi"
     # GETs are answered from callbacks (edgeproxy.direct), POSTs in an ASGI task.
     answers, cycles = asyncio.run(_serve_and_collect(tmp_path, [get, post] * 20))
+    assert len(answers) == 40
+    assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers)
+    assert all(answer.endswith(b"hello") for answer in answers)
+    assert cycles == 0
+
+
+FUNCTION_RULES = """\
+server:
+  handler_reports: false
+sites:
+  fn:
+    source: {tmp}/site
+routes:
+  - match: {{path: /}}
+    site: fn
+"""
+
+
+def test_function_requests_leave_no_reference_cycles(
+    tmp_path: Path, saved_garbage: list[object]
+) -> None:
+    functions = tmp_path / "site" / "functions"
+    functions.mkdir(parents=True)
+    (functions / "hello.py").write_text(
+        "import asyncio\n"
+        "from starlette.responses import PlainTextResponse\n\n\n"
+        "async def on_request(request, env, ctx):\n"
+        "    if request.method == 'POST':\n"
+        "        await request.body()\n"
+        "        await asyncio.sleep(0)\n"
+        "    return PlainTextResponse('hello')\n"
+    )
+    get = b"GET /hello HTTP/1.1\r\nHost: example.test\r\n\r\n"
+    post = b"POST /hello HTTP/1.1\r\nHost: example.test\r\ncontent-length: 2\r\n\r\nhi"
+    # GETs are resolved from callbacks and run in a task of their own, a handler that
+    # answers without waiting; POSTs take the ASGI path and wait.
+    answers, cycles = asyncio.run(
+        _serve_and_collect(tmp_path, [get, post] * 20, rules_text=FUNCTION_RULES)
+    )
     assert len(answers) == 40
     assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers)
     assert all(answer.endswith(b"hello") for answer in answers)
