@@ -49,10 +49,12 @@ _STATUS_LINES: dict[int, bytes] = {}
 
 
 class Tasks(Protocol):
-    """What the server offers a direct answer: the ASGI task it did not start (yet), with
-    the server's app or another."""
+    """What the server offers a direct answer: the ASGI task of the server's app it did not
+    start (yet), or one of another app, with its first step run at once (`edgeproxy.eager`)."""
 
-    def start_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp | None = None) -> None: ...
+    def start_asgi_task(self, cycle: RequestResponseCycle) -> None: ...
+
+    def start_eager_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None: ...
 
 
 class DirectReply:
@@ -137,9 +139,10 @@ class DirectReply:
         self._tasks.start_asgi_task(self.cycle)
 
     def run(self, app: ASGIApp) -> None:
-        """Go on in an ASGI task of `app`'s own rather than the gateway's: it owns the rest
-        of the request, its error pages included, and calls `finish()` when it is over."""
-        self._tasks.start_asgi_task(self.cycle, app)
+        """Go on in an ASGI task of `app`'s own rather than the gateway's, eager (its first
+        step run before it has a task of its own: `edgeproxy.eager`): it owns the rest of
+        the request, its error pages included, and calls `finish()` when it is over."""
+        self._tasks.start_eager_asgi_task(self.cycle, app)
 
 
 def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, body: bytes) -> bool:

@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from edgeproxy.eager import EagerTasks
 from edgeproxy.exceptions import ResponseAborted
 from edgeproxy.types import DISCONNECT_HOOKS
 from edgeproxy.writes import WriteBatch, write_batch
@@ -138,12 +139,19 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if direct is None or not direct(cycle, self):
             super()._start_asgi_task(cycle, app)
 
-    def start_asgi_task(
-        self, cycle: RequestResponseCycle, app: ASGI3Application | None = None
-    ) -> None:
-        """Run `cycle` in an ASGI task after all, of the server's app or of `app`: a direct
-        answer handed it over."""
-        super()._start_asgi_task(cycle, app or self.app)
+    def start_asgi_task(self, cycle: RequestResponseCycle) -> None:
+        """Run `cycle` in an ASGI task of the server's app after all: a direct answer handed
+        it over."""
+        super()._start_asgi_task(cycle, self.app)
+
+    def start_eager_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """`start_asgi_task`, but with the task's first step run before it needs a task of
+        its own (`edgeproxy.eager`): an app that answers without waiting gets none."""
+        eager: EagerTasks | None = getattr(self.server_state, "edge_eager", None)
+        if eager is None:
+            eager = EagerTasks(self.loop, self.tasks)
+            self.server_state.edge_eager = eager  # type: ignore[attr-defined]
+        eager.start(cycle.run_asgi(app))
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn writes this straight to the socket: whatever earlier (pipelined) response

@@ -376,12 +376,25 @@ SITE_FILES = {
     # other path of the site is still answered from callbacks.
     "functions/fn/[kind].py": b"""\
 import asyncio
+import contextvars
 
 from starlette.responses import JSONResponse, Response
+
+SEEN = contextvars.ContextVar("seen", default="fresh")
 
 
 async def on_request(request, env, ctx):
     kind = ctx.params["kind"]
+    if kind.startswith("task"):
+        seen = SEEN.get()
+        SEEN.set(kind)
+        async with asyncio.timeout(5):
+            first = asyncio.current_task()
+            if kind == "task-awaits":
+                await asyncio.sleep(0.01)
+        return JSONResponse(
+            {"seen": seen, "kept": SEEN.get(), "same": asyncio.current_task() is first}
+        )
     if kind == "json":
         return JSONResponse({"method": request.method, "query": request.url.query})
     if kind == "awaits":
@@ -1043,6 +1056,16 @@ def test_site_functions_answer_on_a_keepalive_connection(shared: Shared) -> None
             SITE_FILES["about.html"],
             b"two:GET",
         ]
+
+
+def test_a_function_runs_in_a_task_with_a_context_of_its_own(shared: Shared) -> None:
+    # Functions that answer without waiting run without a task of their own
+    # (edgeproxy.eager); their code still sees one, and a fresh context each time.
+    with RawClient(shared.edge.port) as client:
+        for kind in ["task", "task-awaits", "task", "task-awaits", "task"]:
+            answer = client.request(f"/fn/{kind}")
+            assert answer.status == 200
+            assert answer.json() == {"seen": "fresh", "kept": kind, "same": True}
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
