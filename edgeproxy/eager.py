@@ -7,7 +7,7 @@ request. Python 3.12's eager tasks (`asyncio.eager_task_factory`) run a new task
 step at once for the same reason; we run on 3.11, so `EagerTasks` does it by hand:
 
 - One task is kept parked, waiting for work. `start(coro)` runs the coroutine's first step
-  from a loop callback with that task entered as the current one, so that the step sees
+  in a loop callback with that task entered as the current one, so that the step sees
   what any task's would: `asyncio.current_task()`, `asyncio.timeout()`, sniffio and anyio
   detecting asyncio, a context of its own (a copy of the caller's, as a task takes).
 - A coroutine that finishes in that step never needs more: the parked task stays parked
@@ -46,9 +46,12 @@ class EagerTasks:
         self._parking: asyncio.Task[None] | None = None
 
     def start(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run `coro` as a task would, its first step from a loop callback soon. The step
-        runs after the callback that calls `start()` has returned (a request's parsing, for
-        one), never inside it: run there it measured slower than a task."""
+        """Run `coro` as a task would, its first step from a loop callback soon.
+
+        Soon rather than now: the loop then runs the first steps of the coroutines started
+        in one iteration one after the other, after whatever started them (the requests'
+        routing), which keeps each stage's code and data in the CPU's caches; run inside
+        the routing's callback, the same work measured about a fifth slower."""
         context = contextvars.copy_context()
         self._loop.call_soon(self._first_step, coro, context, context=context)
 

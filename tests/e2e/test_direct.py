@@ -1058,6 +1058,35 @@ def test_site_functions_answer_on_a_keepalive_connection(shared: Shared) -> None
         ]
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/about", "/fn/hello", "/fn/awaits", "/api/echo", "/api/slow?delay=0.3"],
+    ids=["static-file", "function", "waiting-function", "proxied", "slow-origin"],
+)
+def test_a_client_closing_its_side_after_the_request_is_logged_as_what_it_got(
+    shared: Shared, path: str
+) -> None:
+    # Sent with its close in one go, the request is often read together with the close:
+    # then no answer can reach the client, and the log must say 499, not 200.
+    joiner = "&" if "?" in path else "?"
+    paths = [f"{path}{joiner}half-close={index}" for index in range(4)]
+    got: list[bytes] = []
+    for target in paths:
+        with socket.create_connection(("127.0.0.1", shared.edge.port), timeout=5) as sock:
+            sock.sendall(request(target))
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            got.append(received)
+    for entry, received in zip(logged(shared.edge, paths), got, strict=True):
+        if received:
+            assert received.startswith(b"HTTP/1.1 200 ")
+            assert entry["status"] == 200
+        else:
+            assert (entry["status"], entry["bytes"]) == (499, 0)
+
+
 def test_a_function_runs_in_a_task_with_a_context_of_its_own(shared: Shared) -> None:
     # Functions that answer without waiting run without a task of their own
     # (edgeproxy.eager); their code still sees one, and a fresh context each time.
