@@ -33,13 +33,14 @@ class InvocationOutput:
     """Where one invocation's output goes: its site's hub, else the `edgeproxy.edge.output`
     logger (route handlers of no site)."""
 
-    __slots__ = ("_partial", "logs", "request_id", "site")
+    __slots__ = ("logs", "partial", "request_id", "site")
 
     def __init__(self, logs: LogHub | None, site: str | None, request_id: str) -> None:
         self.logs = logs if site is not None else None
         self.site = site or ""
         self.request_id = request_id
-        self._partial: dict[tuple[str, str], str] = {}
+        # Lines not finished yet, by (handler, level): `flush()` emits them.
+        self.partial: dict[tuple[str, str], str] = {}
 
     def emit(self, handler: str, level: str, message: str) -> None:
         """One entry, as is."""
@@ -58,18 +59,18 @@ class InvocationOutput:
     def write(self, handler: str, level: str, text: str) -> None:
         """Stream text: each complete line becomes an entry, the rest waits for more."""
         key = (handler, level)
-        buffered = self._partial.pop(key, "") + text
+        buffered = self.partial.pop(key, "") + text
         *lines, rest = buffered.split("\n")
         for line in lines:
             self.emit(handler, level, line)
         if len(rest) > MAX_PARTIAL_LINE:
             self.emit(handler, level, rest)
         elif rest:
-            self._partial[key] = rest
+            self.partial[key] = rest
 
     def flush(self) -> None:
         """Emit the unfinished lines (at the end of the invocation)."""
-        partial, self._partial = self._partial, {}
+        partial, self.partial = self.partial, {}
         for (handler, level), text in partial.items():
             self.emit(handler, level, text)
 

@@ -45,7 +45,7 @@ from edgeproxy.edge.continuation import Continuation
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.logs import LogHub
-from edgeproxy.edge.reports import InvocationReport, InvocationReports
+from edgeproxy.edge.reports import InvocationReports, make_report
 from edgeproxy.edge.requests import RequestBody
 from edgeproxy.edge.walltime import WallTime
 from edgeproxy.edge.watchdog import LoopWatchdog
@@ -378,16 +378,20 @@ class EdgeRunner:
         duration: float,
         wait_until: float,
     ) -> None:
-        invocation.output.flush()
+        output = invocation.output
+        if output.partial:
+            output.flush()
         self.reports.write(
-            InvocationReport(
-                invocation.request_id,
-                invocation.handler,
-                status,
-                duration,
-                wait_until,
-                invocation.outcome,
-                site,
+            make_report(
+                (
+                    invocation.request_id,
+                    invocation.handler,
+                    status,
+                    duration,
+                    wait_until,
+                    invocation.outcome,
+                    site,
+                )
             )
         )
 
