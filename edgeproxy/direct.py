@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -54,7 +54,9 @@ class Tasks(Protocol):
 
     def start_asgi_task(self, cycle: RequestResponseCycle) -> None: ...
 
-    def start_eager_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None: ...
+    def run_eagerly(
+        self, coro: Coroutine[Any, Any, Any], failed: Callable[[BaseException], None]
+    ) -> None: ...
 
 
 class DirectReply:
@@ -139,10 +141,28 @@ class DirectReply:
         self._tasks.start_asgi_task(self.cycle)
 
     def run(self, app: ASGIApp) -> None:
-        """Go on in an ASGI task of `app`'s own rather than the gateway's, eager (its first
-        step run before it has a task of its own: `edgeproxy.eager`): it owns the rest of
-        the request, its error pages included, and calls `finish()` when it is over."""
-        self._tasks.start_eager_asgi_task(self.cycle, app)
+        """Go on with `app`, an ASGI app of its own rather than the gateway's, as a task
+        whose first step runs at once (`edgeproxy.eager`): it owns the rest of the request,
+        its error pages included, and calls `finish()` when it is over. What it raises is
+        dealt with as uvicorn deals with an app's exception."""
+        cycle = self.cycle
+        self._tasks.run_eagerly(app(self.scope, cycle.receive, cycle.send), self._failed)  # type: ignore[arg-type]
+
+    def _failed(self, exc: BaseException) -> None:
+        """What uvicorn's `run_asgi` does with an app that raised: it is logged, and a 500
+        is sent if nothing was yet, else the connection is closed."""
+        cycle = self.cycle
+        cycle.logger.error("Exception in ASGI application\n", exc_info=exc)
+        if cycle.response_started:
+            cycle.transport.close()
+        elif not cycle.disconnected:
+            cycle.keep_alive = False
+            write_response(
+                cycle,
+                500,
+                [(b"content-type", b"text/plain; charset=utf-8")],
+                b"Internal Server Error",
+            )
 
 
 def write_response(cycle: RequestResponseCycle, status: int, headers: Headers, body: bytes) -> bool:

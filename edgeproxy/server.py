@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -190,14 +190,17 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         it over."""
         super()._start_asgi_task(cycle, self.app)
 
-    def start_eager_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        """`start_asgi_task`, but with the task's first step run before it needs a task of
-        its own (`edgeproxy.eager`): an app that answers without waiting gets none."""
+    def run_eagerly(
+        self, coro: Coroutine[Any, Any, Any], failed: Callable[[BaseException], None]
+    ) -> None:
+        """Run `coro` as a task, but with its first step run before it needs a task of its
+        own (`edgeproxy.eager`): what answers at once gets none. What it raises goes to
+        `failed`."""
         eager: EagerTasks | None = getattr(self.server_state, "edge_eager", None)
         if eager is None:
             eager = EagerTasks(self.loop, self.tasks)
             self.server_state.edge_eager = eager  # type: ignore[attr-defined]
-        eager.start(cycle.run_asgi(app))
+        eager.start(coro, failed)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn writes this straight to the socket: whatever earlier (pipelined) response

@@ -217,3 +217,26 @@ def test_an_exception_in_the_first_step_goes_to_the_loop_exception_handler() -> 
 
     reported = _run(scenario)
     assert [str(exc) for exc in reported] == ["broken"]
+
+
+@pytest.mark.parametrize(
+    "waits", [pytest.param(False, id="in-the-first-step"), pytest.param(True, id="after-a-wait")]
+)
+def test_what_a_coroutine_raises_goes_to_its_failed_callback(waits: bool) -> None:
+    async def fails(gate: asyncio.Future[None]) -> None:
+        if waits:
+            await gate
+        raise ValueError("broken")
+
+    async def scenario(tasks: EagerTasks, tracked: set[asyncio.Task[Any]]) -> list[str]:
+        failures: list[str] = []
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks.start(fails(gate), lambda exc: failures.append(str(exc)))
+        await asyncio.sleep(0)
+        gate.set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not tracked
+        return failures
+
+    assert _run(scenario) == ["broken"]

@@ -100,6 +100,11 @@ class Call(NamedTuple):
     whole: WholeResponse | None = None
 
 
+# A Call from a tuple of all its fields, by `tuple.__new__` itself: the NamedTuple's
+# generated `__new__` is a Python function, one call more per request.
+make_call: Callable[[tuple[Any, ...]], Call] = functools.partial(tuple.__new__, Call)
+
+
 class EdgeRunner:
     """Runs handler chains; one per server process, shared by all sites and routes."""
 

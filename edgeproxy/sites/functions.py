@@ -22,7 +22,7 @@ from edgeproxy.edge.env import Env
 from edgeproxy.edge.functions import SiteFunctions
 from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.host import PREVIEW, PRODUCTION, EdgeHost, limits
-from edgeproxy.edge.runner import Call
+from edgeproxy.edge.runner import make_call
 from edgeproxy.exceptions import FunctionsUnavailable, HandlerLoadError, StoreError
 from edgeproxy.routing.paths import parse_path
 from edgeproxy.sites.store import Deployment, SiteStore
@@ -150,10 +150,10 @@ class DeploymentFunctions:
         """Answer a request the direct path resolved with `chain`, in an ASGI task of its
         own: the runner is that task's app, writes a complete response at once
         (`DirectReply.write`) and accounts for the request when it is over."""
-        call = Call(
+        call = make_call((
             chain, self.env(preview), PREVIEW if preview else PRODUCTION, ctx.request_id,
             self.site_name, downstream, self.limits, reply.done, reply.write,
-        )  # fmt: skip
+        ))  # fmt: skip
         reply.run(functools.partial(self.host.runner.handle, call))
 
     def close(self) -> None:

@@ -378,9 +378,14 @@ SITE_FILES = {
 import asyncio
 import contextvars
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 SEEN = contextvars.ContextVar("seen", default="fresh")
+
+
+async def _breaking():
+    yield b"first part;"
+    raise RuntimeError("the stream broke")
 
 
 async def on_request(request, env, ctx):
@@ -395,6 +400,8 @@ async def on_request(request, env, ctx):
         return JSONResponse(
             {"seen": seen, "kept": SEEN.get(), "same": asyncio.current_task() is first}
         )
+    if kind == "breaks":
+        return StreamingResponse(_breaking())
     if kind == "json":
         return JSONResponse({"method": request.method, "query": request.url.query})
     if kind == "awaits":
@@ -1095,6 +1102,20 @@ def test_a_function_runs_in_a_task_with_a_context_of_its_own(shared: Shared) -> 
             answer = client.request(f"/fn/{kind}")
             assert answer.status == 200
             assert answer.json() == {"seen": "fresh", "kept": kind, "same": True}
+
+
+def test_a_function_body_breaking_midway_cuts_the_connection(shared: Shared) -> None:
+    with socket.create_connection(("127.0.0.1", shared.edge.port), timeout=5) as sock:
+        sock.sendall(request("/fn/breaks"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert b"first part;" in received
+    assert not received.endswith(b"0\r\n\r\n")  # no last chunk: the client sees it cut
+    wait_for(lambda: "failed mid-response" in shared.edge.stderr.read_text())
+    with RawClient(shared.edge.port) as client:
+        assert client.request("/fn/after").body == b"after:GET"
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
