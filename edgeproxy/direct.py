@@ -115,9 +115,13 @@ class DirectReply:
     def done(self, status: int, sent: int) -> None:
         """The end of a request `run()` handed to a task: its status and the body bytes
         sent, then `finish()`."""
-        self.ctx.status = status
-        self.ctx.bytes_sent += sent
-        self.finish()
+        ctx = self.ctx
+        ctx.status = status
+        ctx.bytes_sent += sent
+        # As finish(), inline: one call fewer for every function request.
+        scope: Scope = self.cycle.scope  # type: ignore[assignment]
+        scope[DISCONNECT_HOOKS].clear()
+        self._finish(scope, ctx, self.started)
 
     def relay(self, status: int, fields: bytes, body: bytes) -> None:
         """Write the whole response now from a header block already valid on the wire

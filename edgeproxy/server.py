@@ -66,6 +66,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._host_count = 0
         self._rejection = ""
         self._batched: _BatchedTransport | None = None
+        self._eager: EagerTasks | None = None  # the server's, once a request needed it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -196,10 +197,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         """Run `coro` as a task, but with its first step run before it needs a task of its
         own (`edgeproxy.eager`): what answers at once gets none. What it raises goes to
         `failed`."""
-        eager: EagerTasks | None = getattr(self.server_state, "edge_eager", None)
+        eager = self._eager
         if eager is None:
-            eager = EagerTasks(self.loop, self.tasks)
-            self.server_state.edge_eager = eager  # type: ignore[attr-defined]
+            eager = getattr(self.server_state, "edge_eager", None)
+            if eager is None:
+                eager = EagerTasks(self.loop, self.tasks)
+                self.server_state.edge_eager = eager  # type: ignore[attr-defined]
+            self._eager = eager
         eager.start(coro, failed)
 
     def send_400_response(self, msg: str) -> None:

@@ -17,7 +17,7 @@ import contextvars
 import io
 import logging
 import sys
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import TextIO, cast
 
 from edgeproxy.edge.logs import LogHub
@@ -75,28 +75,17 @@ class InvocationOutput:
             self.emit(handler, level, text)
 
 
-_current: ContextVar[tuple[InvocationOutput, str] | None] = ContextVar(
+# The invocation (its output) and the handler the current context runs: set around each
+# step of a chain (`Invocation.call`, directly: a function call more per step measured).
+RUNNING: ContextVar[tuple[InvocationOutput, str] | None] = ContextVar(
     "edgeproxy_edge_invocation", default=None
 )
-
-
-def activate(output: InvocationOutput, handler: str) -> Token[tuple[InvocationOutput, str] | None]:
-    """Mark the current context as running `handler` for the invocation of `output`."""
-    return _current.set((output, handler))
-
-
-def deactivate(token: Token[tuple[InvocationOutput, str] | None]) -> None:
-    _current.reset(token)
-
-
-def current() -> tuple[InvocationOutput, str] | None:
-    return _current.get()
 
 
 def outside_invocation() -> contextvars.Context:
     """A copy of the current context in which no invocation is active."""
     context = contextvars.copy_context()
-    context.run(_current.set, None)
+    context.run(RUNNING.set, None)
     return context
 
 
@@ -109,7 +98,7 @@ class _StreamRouter(io.TextIOBase):
         self.active = True
 
     def write(self, text: str) -> int:
-        invocation = _current.get() if self.active else None
+        invocation = RUNNING.get() if self.active else None
         if invocation is None:
             return self.original.write(text)
         output, handler = invocation
@@ -132,7 +121,7 @@ class _StreamRouter(io.TextIOBase):
 
 class _HubHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        invocation = _current.get()
+        invocation = RUNNING.get()
         if invocation is None:
             return
         output, handler = invocation

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from edgeproxy.edge.capture import InvocationOutput, activate, deactivate, outside_invocation
+from edgeproxy.edge.capture import RUNNING, InvocationOutput, outside_invocation
 from edgeproxy.edge.downstream import DownstreamResponse, open_response
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain, Params
@@ -192,7 +192,7 @@ class Invocation:
         step = self.steps[index]
         if index > self.deepest:
             self.deepest = index
-        token = activate(self.output, step.label)
+        token = RUNNING.set((self.output, step.label))
         try:
             result = await step.func(request, self.env, EdgeContext(self, index, request))
         except BaseException as exc:
@@ -200,7 +200,7 @@ class Invocation:
                 self.failure = (exc, step.label)
             raise
         finally:
-            deactivate(token)
+            RUNNING.reset(token)
         if not isinstance(result, Response):
             error = NotAResponse(step.label, result)
             self.failure = (error, step.label)

@@ -239,18 +239,14 @@ class EdgeRunner:
         finally:
             if duration is None:
                 duration = time.perf_counter() - started
-            if client.left(sender):
+            left = client.left(sender)
+            if left:
                 invocation.outcome = "canceled"
-            invocation.close()
-            status = self._status(sender, client)
+            if invocation.opened:
+                invocation.close()
+            status = CLIENT_GONE if left and not sender.started else sender.status
             self._report(invocation, site, status, duration, limits)
             done(status, sender.sent)
-
-    @staticmethod
-    def _status(sender: ClientSend, client: ClientWatch) -> int:
-        if not sender.started and client.left(sender):
-            return CLIENT_GONE
-        return sender.status
 
     def _failed(
         self,
