@@ -150,7 +150,9 @@ class DirectReply:
         its error pages included, and calls `finish()` when it is over. What it raises is
         dealt with as uvicorn deals with an app's exception."""
         cycle = self.cycle
-        self._tasks.run_eagerly(app(self.scope, cycle.receive, cycle.send), self._failed)  # type: ignore[arg-type]
+        # An ASGI app is a coroutine function (the runner's is).
+        coro: Coroutine[Any, Any, None] = app(cycle.scope, cycle.receive, cycle.send)  # type: ignore[arg-type,assignment]
+        self._tasks.run_eagerly(coro, self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         """What uvicorn's `run_asgi` does with an app that raised: it is logged, and a 500

@@ -172,7 +172,7 @@ class Gateway:
     def finish(self, scope: Scope, ctx: RequestContext, started: float) -> None:
         """Account for a request that is over: metrics, and the access log when it is on."""
         seconds = time.perf_counter() - started
-        self.metrics.observe(ctx.route, ctx.status, seconds)
+        self.metrics.requests.observe(ctx.route, ctx.status, seconds)
         if self.access_log is not None:
             self.access_log.write(scope, ctx, seconds, ctx.request_id)
 

@@ -81,8 +81,5 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.observe(route, status, seconds)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,9 +5,9 @@ from edgeproxy.metrics import Metrics
 
 def test_requests_and_latency_render_as_prometheus_series() -> None:
     metrics = Metrics()
-    metrics.observe("api", 200, 0.002)
-    metrics.observe("api", 200, 0.2)
-    metrics.observe("api", 502, 0.02)
+    metrics.requests.observe("api", 200, 0.002)
+    metrics.requests.observe("api", 200, 0.2)
+    metrics.requests.observe("api", 502, 0.02)
     text = metrics.render().decode()
     assert 'edgeproxy_requests_total{route="api",status="200"} 2.0' in text
     assert 'edgeproxy_requests_total{route="api",status="502"} 1.0' in text

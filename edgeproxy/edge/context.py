@@ -14,7 +14,7 @@ from edgeproxy.edge.capture import RUNNING, InvocationOutput, outside_invocation
 from edgeproxy.edge.downstream import DownstreamResponse, open_response
 from edgeproxy.edge.env import Env
 from edgeproxy.edge.handlers import Chain, Params
-from edgeproxy.edge.requests import RequestBody, downstream_scope, receive_for
+from edgeproxy.edge.requests import BodyReader, RequestBody, downstream_scope, receive_for
 from edgeproxy.types import ASGIApp, Scope
 
 logger = logging.getLogger("edgeproxy.edge")
@@ -186,7 +186,7 @@ class Invocation:
             assert request is not None  # a chain has at least one step
             return await self.call_downstream(request)
         if request is None:
-            request = Request(self.scope, self.body.reader())
+            request = Request(self.scope, BodyReader(self.body, record=True))
         else:
             request = Request(request.scope, receive_for(request, self.body, record=True))
         step = self.steps[index]

@@ -245,7 +245,10 @@ class EdgeRunner:
             if invocation.opened:
                 invocation.close()
             status = CLIENT_GONE if left and not sender.started else sender.status
-            self._report(invocation, site, status, duration, limits)
+            if invocation.waits:
+                self._report_after_waits(invocation, site, status, duration, limits)
+            else:
+                self._write_report(invocation, site, status, duration, 0.0)
             done(status, sender.sent)
 
     def _failed(
@@ -348,7 +351,7 @@ class EdgeRunner:
         )
         invocation.output.emit(handler, "ERROR", f"{what}: {type(exc).__name__}: {exc}")
 
-    def _report(
+    def _report_after_waits(
         self,
         invocation: Invocation,
         site: str | None,
@@ -356,9 +359,7 @@ class EdgeRunner:
         duration: float,
         limits: HandlerLimits,
     ) -> None:
-        if not invocation.waits:
-            self._write_report(invocation, site, status, duration, 0.0)
-            return
+        """The report of an invocation with `ctx.wait_until()` work, once that is over."""
         for wait in invocation.waits:
             if not wait.done():
                 self._waits.add(wait)
