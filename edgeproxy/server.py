@@ -75,8 +75,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         _Sweep.ensure(self)
 
     def _unset_keepalive_if_required(self) -> None:
+        # uvicorn's: its keep-alive timer is never armed here (`on_response_complete`).
         self.idle_deadline = 0.0
-        super()._unset_keepalive_if_required()
 
     def on_response_complete(self) -> None:
         # uvicorn's, but the keep-alive timeout becomes `idle_deadline`.

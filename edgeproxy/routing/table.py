@@ -168,7 +168,8 @@ class RouteMatch(NamedTuple):
     """A route chosen for a request, with its captures as raw (percent-encoded) text.
 
     `params` holds every `:name` and always `splat`: the raw rest of the path after the
-    `prefix_length` segments the pattern consumed, without a leading `/`. (A named tuple:
+    `prefix_length` segments the pattern consumed, without a leading `/`. Read-only: one
+    match serves every request with the same host, path and method. (A named tuple:
     one is made per request, and a frozen dataclass costs three times as much to build.)
     """
 
@@ -184,7 +185,7 @@ class RouteTable:
     that tie.
     """
 
-    __slots__ = ("_any", "_exact", "_found", "_wildcard", "routes")
+    __slots__ = ("_any", "_exact", "_found", "_matches", "_wildcard", "routes")
 
     def __init__(self, routes: Sequence[Route]) -> None:
         issues: list[ConfigIssue] = []
@@ -226,6 +227,7 @@ class RouteTable:
         self.routes = tuple(compiled)
         # Winners by (Host as sent, path segments, method).
         self._found: Memo[tuple[str, tuple[str, ...], str], CompiledRoute | None] = Memo()
+        self._matches: Memo[tuple[str, bytes, str], RouteMatch | None] = Memo()
         self._exact = {host: _Candidates(bucket) for host, bucket in exact.items()}
         self._wildcard = {host: _Candidates(bucket) for host, bucket in wildcard.items()}
         self._any = _Candidates(any_host)
@@ -236,11 +238,22 @@ class RouteTable:
         `host` is the Host header as sent (any case, maybe with a port). Raises BadRequest
         if the path reaches the winner's prefix through dot-segments.
         """
+        if path.has_dots:
+            # Checked against the winner's prefix every time: the check may refuse it.
+            return self._bound(host, path, method)
+        # The table never changes (a reload builds a new one), so neither does the match of
+        # a given request line: made once, shared by the requests that repeat it.
+        key = (host, path.raw, method)
+        try:
+            return self._matches[key]
+        except KeyError:
+            return self._matches.remember(key, self._bound(host, path, method))
+
+    def _bound(self, host: str, path: RequestPath, method: str) -> RouteMatch | None:
         key = (host, path.segments, method)
         try:
             found = self._found[key]
         except KeyError:
-            # The table never changes (a reload builds a new one), so neither does the winner.
             found = self._found.remember(key, self._find(_host_name(host), path, method))
         return None if found is None else _bind(found, path)
 
