@@ -229,7 +229,7 @@ class EdgeApp:
     async def shutdown(self) -> None:
         self._ready = False
         self._stop.set()
-        cancelled = await self.runner.drain(self.runtime.config.server.timeouts.shutdown)
+        cancelled = await self.runner.waits.drain(self.runtime.config.server.timeouts.shutdown)
         if cancelled:
             logger.warning("shutdown: cancelled %d unfinished ctx.wait_until task(s)", cancelled)
         await self.watchdog.stop()

@@ -47,6 +47,7 @@ from edgeproxy.edge.handlers import Chain
 from edgeproxy.edge.logs import LogHub
 from edgeproxy.edge.reports import InvocationReports, make_report
 from edgeproxy.edge.requests import RequestBody
+from edgeproxy.edge.waits import WaitUntilWork
 from edgeproxy.edge.walltime import WallTime
 from edgeproxy.edge.watchdog import LoopWatchdog
 from edgeproxy.exceptions import HandlerException, HandlerTimeout, RequestError, ResponseAborted
@@ -118,8 +119,8 @@ class EdgeRunner:
         self.logs = logs
         self.watchdog = watchdog
         self._limits: Deadlines[WallTime] = Deadlines(WallTime.expire)
-        self._waits: set[asyncio.Future[Any]] = set()
-        self._finishers: set[asyncio.Task[None]] = set()
+        # `ctx.wait_until()` work; `waits.drain()` at shutdown.
+        self.waits = WaitUntilWork(self._write_report)
 
     async def run(
         self,
@@ -246,7 +247,7 @@ class EdgeRunner:
                 invocation.close()
             status = CLIENT_GONE if left and not sender.started else sender.status
             if invocation.waits:
-                self._report_after_waits(invocation, site, status, duration, limits)
+                self.waits.report_after(invocation, site, status, duration, limits.wall_time)
             else:
                 self._write_report(invocation, site, status, duration, 0.0)
             done(status, sender.sent)
@@ -351,27 +352,6 @@ class EdgeRunner:
         )
         invocation.output.emit(handler, "ERROR", f"{what}: {type(exc).__name__}: {exc}")
 
-    def _report_after_waits(
-        self,
-        invocation: Invocation,
-        site: str | None,
-        status: int,
-        duration: float,
-        limits: HandlerLimits,
-    ) -> None:
-        """The report of an invocation with `ctx.wait_until()` work, once that is over."""
-        for wait in invocation.waits:
-            if not wait.done():
-                self._waits.add(wait)
-                wait.add_done_callback(self._waits.discard)
-        report = functools.partial(self._write_report, invocation, site, status, duration)
-        if all(wait.done() for wait in invocation.waits):
-            report(0.0)
-            return
-        finisher = asyncio.create_task(self._after_waits(invocation, report, limits.wall_time))
-        self._finishers.add(finisher)
-        finisher.add_done_callback(self._finishers.discard)
-
     def _write_report(
         self,
         invocation: Invocation,
@@ -396,48 +376,3 @@ class EdgeRunner:
                 )
             )
         )
-
-    @staticmethod
-    async def _after_waits(
-        invocation: Invocation, report: Callable[[float], None], wall_time: float
-    ) -> None:
-        ended = time.perf_counter()
-        try:
-            async with asyncio.timeout(wall_time):
-                while pending := [wait for wait in invocation.waits if not wait.done()]:
-                    await asyncio.wait(pending)
-        except TimeoutError:
-            message = (
-                f"wait_until work of {invocation.handler} ran past the wall-time limit of "
-                f"{wall_time:g} s and was cancelled (request {invocation.request_id})"
-            )
-            logger.error("%s", message)
-            invocation.output.emit(invocation.handler, "ERROR", message)
-        finally:
-            # Past the limit, or cancelled by drain(): work started late is stopped too.
-            for wait in invocation.waits:
-                wait.cancel()
-            report(time.perf_counter() - ended)
-
-    @property
-    def pending(self) -> int:
-        """`wait_until` tasks (and reports waiting on them) still running."""
-        return len(self._waits) + len(self._finishers)
-
-    # A timeout parameter, not asyncio.timeout(): the work left must be cancelled and counted.
-    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109
-        """Wait up to `timeout` seconds for `wait_until` work; cancel what is left (at
-        shutdown). Returns how many tasks had to be cancelled."""
-        waits = set(self._waits)
-        pending: set[asyncio.Future[Any]] = {*waits, *self._finishers}
-        if not pending:
-            return 0
-        _, left = await asyncio.wait(pending, timeout=timeout)
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left, timeout=1.0)
-        if self._finishers:
-            # Reports of cancelled work are written by their finishers; let them run.
-            await asyncio.wait(set(self._finishers), timeout=1.0)
-        return len(left & waits)

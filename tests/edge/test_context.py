@@ -183,9 +183,9 @@ def test_wait_until_is_awaited_and_reported() -> None:
         async with client(harness.app(chain(handler=handler))) as http:
             assert (await http.get("/")).text == "now"
         before = harness.reports()
-        assert harness.runner.pending == 2
+        assert harness.runner.waits.pending == 2
         release.set()
-        cancelled = await harness.runner.drain(5)
+        cancelled = await harness.runner.waits.drain(5)
         return before, harness.reports(), cancelled, done
 
     before, after, cancelled, done = asyncio.run(scenario())
@@ -209,7 +209,7 @@ def test_drain_cancels_work_past_its_timeout() -> None:
         harness = Harness()
         async with client(harness.app(chain(handler=handler))) as http:
             await http.get("/")
-        cancelled = await harness.runner.drain(0.01)
+        cancelled = await harness.runner.waits.drain(0.01)
         return cancelled, harness.reports()
 
     cancelled, reports = asyncio.run(scenario())
@@ -229,7 +229,7 @@ def test_wait_until_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
         harness = Harness()
         async with client(harness.app(chain(handler=handler))) as http:
             status = (await http.get("/")).status_code
-        await harness.runner.drain(5)
+        await harness.runner.waits.drain(5)
         return status
 
     with caplog.at_level(logging.ERROR, "edgeproxy.edge"):
@@ -273,7 +273,7 @@ def test_wait_until_past_the_wall_time_is_cancelled(caplog: pytest.LogCaptureFix
         app = harness.app(chain(handler=handler), limits=HandlerLimits(wall_time=0.05))
         async with client(app) as http:
             status = (await http.get("/")).status_code
-        assert await harness.runner.drain(5) == 0  # the limit stopped it, not the drain
+        assert await harness.runner.waits.drain(5) == 0  # the limit stopped it, not the drain
         return status, len(harness.reports())
 
     with caplog.at_level(logging.ERROR, "edgeproxy.edge"):
