@@ -362,11 +362,7 @@ def _bind(route: CompiledRoute, path: RequestPath) -> RouteMatch:
     if path.has_dots:
         check_prefix_boundary(path, consumed)
     raw = path.raw_segments
-    captures = route.pattern.params
-    # (No comprehension for the usual route without `:name` parts: this runs per request.)
-    params = (
-        {name: raw[position].decode("ascii") for position, name in captures} if captures else {}
-    )
+    params = {name: raw[position].decode("ascii") for position, name in route.pattern.params}
     params["splat"] = b"/".join(raw[consumed:]).decode("ascii")
     return RouteMatch(route, params, consumed)
 
