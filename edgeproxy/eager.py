@@ -30,9 +30,9 @@ from typing import Any
 
 from edgeproxy.edge.continuation import Continuation
 
-Work = tuple[
-    Coroutine[Any, Any, Any], Any, contextvars.Context, Callable[[BaseException], None] | None
-]
+# What a coroutine raises goes to its `failed` callback.
+Failed = Callable[[BaseException], None]
+Work = tuple[Coroutine[Any, Any, Any], Any, contextvars.Context, Failed]
 
 
 class EagerTasks:
@@ -47,13 +47,10 @@ class EagerTasks:
         self._parked: tuple[asyncio.Task[None], asyncio.Future[Work]] | None = None
         self._parking: asyncio.Task[None] | None = None
 
-    def start(
-        self, coro: Coroutine[Any, Any, Any], failed: Callable[[BaseException], None] | None = None
-    ) -> None:
+    def start(self, coro: Coroutine[Any, Any, Any], failed: Failed) -> None:
         """Run `coro` as a task would, its first step from a loop callback soon. What it
-        raises (its cancellation included) goes to `failed` when given, as uvicorn's
-        `run_asgi` deals with an app's exception; else to the loop's exception handler (in
-        the first step) or its task.
+        raises (its cancellation included, not KeyboardInterrupt or SystemExit) goes to
+        `failed`, as uvicorn's `run_asgi` deals with an app's exception.
 
         Soon rather than now: the loop then runs the first steps of the coroutines started
         in one iteration one after the other, after whatever started them (the requests'
@@ -66,7 +63,7 @@ class EagerTasks:
         self,
         coro: Coroutine[Any, Any, Any],
         context: contextvars.Context,
-        failed: Callable[[BaseException], None] | None,
+        failed: Failed,
     ) -> None:
         parked = self._parked
         if parked is None:
@@ -84,12 +81,7 @@ class EagerTasks:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            if failed is not None:
-                failed(exc)
-            else:
-                self._loop.call_exception_handler(
-                    {"message": "exception in the first step of an eager task", "exception": exc}
-                )
+            failed(exc)
             return
         finally:
             asyncio.tasks._leave_task(self._loop, task)
@@ -141,13 +133,10 @@ class EagerTasks:
         return cancelled
 
 
-async def _guarded(
-    awaitable: Awaitable[Any], failed: Callable[[BaseException], None] | None
-) -> None:
-    if failed is None:
-        await awaitable
-        return
+async def _guarded(awaitable: Awaitable[Any], failed: Failed) -> None:
     try:
         await awaitable
+    except (KeyboardInterrupt, SystemExit):
+        raise
     except BaseException as exc:
         failed(exc)
