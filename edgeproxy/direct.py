@@ -50,7 +50,7 @@ _STATUS_LINES: dict[int, bytes] = {}
 
 class Tasks(Protocol):
     """What the server offers a direct answer: the ASGI task of the server's app it did not
-    start (yet), or one of another app, with its first step run at once (`edgeproxy.eager`)."""
+    start (yet), or an eager one of another app (`edgeproxy.eager`)."""
 
     def start_asgi_task(self, cycle: RequestResponseCycle) -> None: ...
 
@@ -98,7 +98,7 @@ class DirectReply:
         self.finish()
 
     def write(self, status: int, headers: Headers, body: bytes) -> bool:
-        """Write a whole response at once from the task `run()` started for this request
+        """Write a whole response at once from the app `run()` runs for this request
         (`write_response`). False, with nothing written, leaves it to uvicorn's `send`:
         a client already gone, a header name not in lowercase. Raises ValueError, with
         nothing written, for a header uvicorn would refuse."""
@@ -113,8 +113,8 @@ class DirectReply:
         return True
 
     def done(self, status: int, sent: int) -> None:
-        """The end of a request `run()` handed to a task: its status and the body bytes
-        sent, then `finish()`."""
+        """The end of a request `run()` handed to another app: its status and the body
+        bytes sent, then what `finish()` does."""
         ctx = self.ctx
         ctx.status = status
         ctx.bytes_sent += sent

@@ -2,9 +2,10 @@
 
 The gateway matches a chain (a route's `handler:` or a deployment's functions) and calls
 `EdgeRunner.run()` with the route's action as `downstream`; a function request resolved on
-the direct path (`edgeproxy.direct`) gets a task whose app is `EdgeRunner.handle`, bound to
-its `Call`, and its plain Response written whole. The runner answers the request itself:
-the handler's Response, or an error page when the handler fails —
+the direct path (`edgeproxy.direct`) is run by `EdgeRunner.handle`, bound to its `Call`, as
+an eager task (`edgeproxy.eager`), and its plain Response written whole. The runner
+answers the request itself: the handler's Response, or an error page when the handler
+fails —
 
 - it raises: 500, `X-Edge-Error: handler-exception`, logged with its traceback;
 - it returns something that is not a Response, or a Response with a header no server may

@@ -102,8 +102,8 @@ class LiveDeployment:
     ) -> bool:
         """Answer from callbacks (`edgeproxy.direct`) what needs no await: a file held in
         memory (or a redirect, 304 or 404 the index decides) where no function and no
-        `_redirects` rule applies. A function's request is handed to an ASGI task at once,
-        as resolved, with its complete response written as one (`DirectReply.write`).
+        `_redirects` rule applies. A function's request goes to the runner at once, as
+        resolved (`DeploymentFunctions.direct`).
         False, with nothing sent, for the rest."""
         if self.functions is not None:
             chain = self.functions.chain(path, scope["method"])

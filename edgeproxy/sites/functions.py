@@ -147,8 +147,8 @@ class DeploymentFunctions:
         downstream: ASGIApp,
         reply: DirectReply,
     ) -> None:
-        """Answer a request the direct path resolved with `chain`, in an ASGI task of its
-        own: the runner is that task's app, writes a complete response at once
+        """Answer a request the direct path resolved with `chain`, with the runner as its
+        app, run as an eager task (`DirectReply.run`): it writes a complete response at once
         (`DirectReply.write`) and accounts for the request when it is over."""
         call = make_call((
             chain, self.env(preview), PREVIEW if preview else PRODUCTION, ctx.request_id,
